@@ -1,0 +1,54 @@
+# make demo  - bring up the local stack and run the main job on the embedded defaults
+# make test  - lint, types, import layering, generated files, then every test
+SHELL := /bin/bash
+UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.cache/nico-flow/tools/bin/uv)
+PY := .venv/bin/python
+PKG := operator/nicoflow
+
+.PHONY: setup test check lint fmt typecheck imports generated pytest unit crds protos docs demo demo-down clean
+
+setup:
+	@bash hack/setup.sh
+
+test: setup check pytest
+
+check: lint typecheck imports generated
+
+lint:
+	.venv/bin/ruff check operator tests hack
+	.venv/bin/ruff format --check operator tests hack
+
+fmt:
+	.venv/bin/ruff format operator tests hack
+	.venv/bin/ruff check --fix operator tests hack
+
+typecheck:
+	.venv/bin/mypy
+
+imports:
+	.venv/bin/lint-imports
+
+generated:
+	$(PY) hack/gen_protos.py --check
+	.venv/bin/flow crds --check
+
+pytest:
+	.venv/bin/pytest
+
+unit:
+	.venv/bin/pytest -m unit -q
+
+crds:
+	.venv/bin/flow crds
+
+protos:
+	$(PY) hack/gen_protos.py
+
+demo: setup
+	.venv/bin/flow dev demo
+
+demo-down:
+	.venv/bin/flow dev down
+
+clean:
+	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache
