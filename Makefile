@@ -30,6 +30,7 @@ imports:
 
 generated:
 	$(PY) hack/gen_protos.py --check
+	$(PY) hack/gen_api_docs.py --check
 	.venv/bin/flow crds --check
 
 pytest:
@@ -43,6 +44,9 @@ crds:
 
 protos:
 	$(PY) hack/gen_protos.py
+
+docs:
+	$(PY) hack/gen_api_docs.py
 
 demo: setup
 	.venv/bin/flow dev demo

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import filecmp
+import os
 import re
 import shutil
 import sys
@@ -31,6 +32,9 @@ def generate(dest: Path) -> None:
     if not files:
         raise SystemExit("no .proto files under proto/")
     include = Path(protoc.__file__).parent / "_proto"
+    # protoc finds the mypy plugins on PATH; they sit beside this interpreter
+    bindir = str(Path(sys.executable).parent)
+    os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
     args = [
         "protoc",
         f"-I{PROTO}",
