@@ -1,0 +1,132 @@
+"""What the engine is given and what it asks for.
+
+A Plan is the immutable part of a Task (its spec); Calls are the Core work
+the engine wants done next; Outcomes are what the caller observed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from nicoflow.domain.rules import RuleDefinition
+from nicoflow.domain.types import ComponentType, OperationCode
+
+
+@dataclass(frozen=True)
+class Component:
+    id: str  # Core id: every hardware call names a component by it
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Options:
+    target_version: str = ""
+    sub_targets: tuple[str, ...] = ()
+    override_readiness: bool = False
+    window_start: int | None = None  # unix seconds, legacy firmware window
+    window_end: int | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    task_uid: str
+    operation: OperationCode
+    components: Mapping[ComponentType, tuple[Component, ...]]
+    rule: RuleDefinition
+    options: Options = field(default_factory=Options)
+    cancel: bool = False
+
+    def of(self, ctype: ComponentType) -> tuple[Component, ...]:
+        return self.components.get(ctype, ())
+
+
+class CallKind(StrEnum):
+    POWER_CONTROL = "PowerControl"
+    POWER_STATUS = "GetPowerStatus"
+    FIRMWARE_CONTROL = "FirmwareControl"
+    FIRMWARE_STATUS = "GetFirmwareStatus"
+    BRING_UP_CONTROL = "BringUpControl"
+    BRING_UP_STATUS = "GetBringUpStatus"
+    INJECT_EXPECTATION = "InjectExpectation"
+    FIRMWARE_CONSISTENCY = "VerifyFirmwareConsistency"
+
+    @property
+    def mutating(self) -> bool:
+        return self in _MUTATING
+
+
+_MUTATING = frozenset(
+    {
+        CallKind.POWER_CONTROL,
+        CallKind.FIRMWARE_CONTROL,
+        CallKind.BRING_UP_CONTROL,
+        CallKind.INJECT_EXPECTATION,
+    }
+)
+
+
+@dataclass(frozen=True)
+class Call:
+    stage: int
+    component_type: ComponentType  # the step that asked
+    kind: CallKind
+    ids: tuple[str, ...]
+    target_type: ComponentType | None = None  # reads of another type (VerifyReachability)
+    operation: OperationCode | None = None
+    target_version: str = ""
+    sub_targets: tuple[str, ...] = ()
+    key: str | None = None  # idempotency key of a state-changing call
+    recovery: bool = False  # a read made to learn whether an earlier call landed
+
+    @property
+    def addressed_type(self) -> ComponentType:
+        return self.target_type or self.component_type
+
+
+class Observed(StrEnum):
+    """Per-component observations, normalised across component managers."""
+
+    OK = "ok"
+    FAILED = "failed"
+    ON = "on"
+    OFF = "off"
+    POWERING_ON = "powering_on"
+    POWERING_OFF = "powering_off"
+    UNKNOWN = "unknown"
+    QUEUED = "queued"
+    IN_PROGRESS = "in_progress"
+    VERIFYING = "verifying"
+    COMPLETED = "completed"
+    NOT_DISCOVERED = "not_discovered"
+    WAITING_FOR_INGESTION = "waiting_for_ingestion"
+    MACHINE_NOT_CREATED = "machine_not_created"
+    MACHINE_CREATED = "machine_created"
+
+
+@dataclass(frozen=True)
+class Result:
+    state: Observed
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    call: Call
+    results: Mapping[str, Result] = field(default_factory=dict)
+    error: str = ""  # the whole call failed (after the client's own retries)
+
+    def of(self, component_id: str) -> Result:
+        """A component the answer left out is unknown, never a success."""
+        if self.error:
+            return Result(Observed.FAILED, self.error)
+        return self.results.get(
+            component_id, Result(Observed.UNKNOWN, "no result for this component")
+        )
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # Normal or Warning
+    reason: str
+    message: str

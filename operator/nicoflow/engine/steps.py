@@ -1,0 +1,570 @@
+"""One step of a stage: a component type driven through pre → main → post
+actions, batch by batch (maxParallel), with retries, timeouts and polling.
+
+Pure: every function takes the step's status and the time and returns the
+Core calls to make; nothing here performs I/O."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from nicoflow.api.taskstatus import ComponentResult, Intent, ItemPhase, StepStatus
+from nicoflow.domain.durations import format_duration, parse_duration
+from nicoflow.domain.rules import (
+    ActionConfig,
+    ActionName,
+    ActionParameters,
+    RuleStep,
+    effective_power_operation,
+)
+from nicoflow.domain.types import OperationCode
+from nicoflow.engine.plan import Call, CallKind, Event, Observed, Outcome, Plan
+from nicoflow.engine.versions import version_for
+
+MIN_POLL_SECONDS = 1.0
+
+_POWER_TARGET = {
+    OperationCode.POWER_ON: {Observed.ON, Observed.POWERING_ON},
+    OperationCode.FORCE_POWER_ON: {Observed.ON, Observed.POWERING_ON},
+    OperationCode.POWER_OFF: {Observed.OFF, Observed.POWERING_OFF},
+    OperationCode.FORCE_POWER_OFF: {Observed.OFF, Observed.POWERING_OFF},
+}
+# a reset shows up only as a transition; a settled state proves nothing
+_RESET_LANDED = {Observed.POWERING_ON, Observed.POWERING_OFF}
+_FIRMWARE_LANDED = {Observed.QUEUED, Observed.IN_PROGRESS, Observed.VERIFYING, Observed.COMPLETED}
+_BRING_UP_LANDED = {
+    Observed.WAITING_FOR_INGESTION,
+    Observed.MACHINE_NOT_CREATED,
+    Observed.MACHINE_CREATED,
+}
+_REACHABLE = {Observed.ON, Observed.OFF, Observed.POWERING_ON, Observed.POWERING_OFF}
+
+
+@dataclass
+class StepContext:
+    plan: Plan
+    rule: RuleStep
+    stage: int
+    now: datetime
+    fresh: bool  # first decision since the status was read back (operator restart)
+
+
+@dataclass
+class StepOutput:
+    calls: list[Call] = field(default_factory=list)
+    persist: bool = False
+    wake_at: datetime | None = None
+    events: list[Event] = field(default_factory=list)
+
+
+def actions_of(step: RuleStep) -> list[ActionConfig]:
+    actions = [action for _, _, action in step.actions()]
+    if step.delay_after:
+        actions.append(
+            ActionConfig(
+                name=ActionName.SLEEP, parameters=ActionParameters(duration=step.delay_after)
+            )
+        )
+    return actions
+
+
+def start(ctx: StepContext, st: StepStatus) -> bool:
+    """Initialise a pending step; False when it has nothing to do (skipped)."""
+    components = ctx.plan.of(st.component_type)
+    if not components:
+        st.phase = ItemPhase.SKIPPED
+        return False
+    size = ctx.rule.max_parallel or len(components)
+    st.phase = ItemPhase.RUNNING
+    st.total = len(components)
+    st.batches = math.ceil(len(components) / size)
+    st.batch = 0
+    st.started_at = ctx.now
+    st.components = [ComponentResult(id=c.id, name=c.name) for c in components]
+    _begin_batch(ctx, st)
+    return True
+
+
+def advance(ctx: StepContext, st: StepStatus, outcomes: list[Outcome]) -> StepOutput:
+    out = StepOutput()
+    actions = actions_of(ctx.rule)
+    if ctx.fresh:
+        st.polls = 0  # a read in flight when the operator stopped never answered
+    for outcome in outcomes:
+        _apply(ctx, st, actions[st.action], outcome, out)
+    # Instant transitions cascade (an action done → the next one starts) until
+    # the step needs Core, has to wait, or is finished.
+    for _ in range(4 * len(actions) * max(st.batches, 1) + 4):
+        if st.phase.finished:
+            return out
+        active = _active(ctx, st)
+        if not active:
+            _next_batch(ctx, st, out)
+            continue
+        budget = ctx.rule.timeout_seconds()
+        assert st.batch_started_at is not None
+        if (ctx.now - st.batch_started_at).total_seconds() > budget:
+            _fail(st, active, f"step timed out after {format_duration(budget)}", out)
+            continue
+        if st.intent is not None and ctx.fresh:
+            out.calls.append(_recovery_read(ctx, st))
+            return out
+        if st.next_at is not None and ctx.now < st.next_at:
+            out.wake_at = st.next_at
+            return out
+        if not _run(ctx, st, actions[st.action], active, out):
+            return out
+        _next_action(ctx, st, actions, out)
+    raise RuntimeError(f"step {st.component_type} of stage {ctx.stage} did not settle")
+
+
+def absorb(ctx: StepContext, st: StepStatus, outcomes: list[Outcome]) -> None:
+    """Record outcomes without deciding anything further (cancellation)."""
+    out = StepOutput()
+    actions = actions_of(ctx.rule)
+    for outcome in outcomes:
+        _apply(ctx, st, actions[st.action], outcome, out)
+
+
+# -- batches and actions -------------------------------------------------------
+
+
+def _batch_ids(ctx: StepContext, st: StepStatus) -> list[str]:
+    size = ctx.rule.max_parallel or st.total
+    return [c.id for c in st.components[st.batch * size : (st.batch + 1) * size]]
+
+
+def _active(ctx: StepContext, st: StepStatus) -> list[str]:
+    failed = {c.id for c in st.components if c.phase is ItemPhase.FAILED}
+    return [i for i in _batch_ids(ctx, st) if i not in failed]
+
+
+def _component(st: StepStatus, cid: str) -> ComponentResult:
+    for c in st.components:
+        if c.id == cid:
+            return c
+    raise KeyError(cid)
+
+
+def _begin_batch(ctx: StepContext, st: StepStatus) -> None:
+    st.batch_started_at = ctx.now
+    st.main_issued_at = None
+    st.escalated = False
+    _reset_action(st, 0)
+    for cid in _batch_ids(ctx, st):
+        _component(st, cid).phase = ItemPhase.RUNNING
+
+
+def _reset_action(st: StepStatus, index: int) -> None:
+    st.action = index
+    st.attempt = 1
+    st.action_started_at = None
+    st.next_at = None
+    st.polls = 0
+    st.issued = []
+    st.done = []
+    st.intent = None
+
+
+def _next_action(
+    ctx: StepContext, st: StepStatus, actions: list[ActionConfig], out: StepOutput
+) -> None:
+    if st.action + 1 < len(actions):
+        _reset_action(st, st.action + 1)
+        return
+    for cid in _active(ctx, st):
+        _component(st, cid).phase = ItemPhase.SUCCEEDED
+    _next_batch(ctx, st, out)
+
+
+def _next_batch(ctx: StepContext, st: StepStatus, out: StepOutput) -> None:
+    _count(st)
+    out.persist = True
+    if st.batch + 1 < st.batches:
+        st.batch += 1
+        _begin_batch(ctx, st)
+        return
+    _finish(ctx, st, out)
+
+
+def _count(st: StepStatus) -> None:
+    st.succeeded = sum(c.phase is ItemPhase.SUCCEEDED for c in st.components)
+    st.failed = sum(c.phase is ItemPhase.FAILED for c in st.components)
+
+
+def _finish(ctx: StepContext, st: StepStatus, out: StepOutput) -> None:
+    _count(st)
+    st.finished_at = ctx.now
+    _reset_action(st, st.action)
+    failed = [c for c in st.components if c.phase is ItemPhase.FAILED]
+    if failed:
+        st.phase = ItemPhase.FAILED
+        st.error = summarize_failures(failed)
+    else:
+        st.phase = ItemPhase.SUCCEEDED
+
+
+def summarize_failures(failed: list[ComponentResult], limit: int = 3) -> str:
+    parts = [f"{c.name or c.id}: {c.error}" for c in failed[:limit]]
+    more = f"; and {len(failed) - limit} more" if len(failed) > limit else ""
+    return ("; ".join(parts) + more)[:512]
+
+
+def _fail(st: StepStatus, ids: list[str], error: str, out: StepOutput) -> None:
+    for cid in ids:
+        comp = _component(st, cid)
+        comp.phase = ItemPhase.FAILED
+        comp.error = error[:512]
+    st.intent = None
+    out.persist = True
+
+
+def _poll_delay(action: ActionConfig, st: StepStatus, now: datetime) -> float:
+    """Poll fast at first and back off to the rule's interval: a quick transition
+    is seen within about a second, a long one costs few calls."""
+    interval = action.poll_interval_seconds() or MIN_POLL_SECONDS
+    started = st.action_started_at or now
+    elapsed = (now - started).total_seconds()
+    return max(MIN_POLL_SECONDS, min(interval, elapsed / 4))
+
+
+def _key(ctx: StepContext, st: StepStatus, suffix: str = "") -> str:
+    return (
+        f"{ctx.plan.task_uid}.s{ctx.stage}.{st.component_type.value}"
+        f".b{st.batch}.a{st.action}.t{st.attempt}{suffix}"
+    )
+
+
+def _call(ctx: StepContext, kind: CallKind, ids: list[str], **kw: object) -> Call:
+    return Call(
+        stage=ctx.stage,
+        component_type=ctx.rule.component_type,
+        kind=kind,
+        ids=tuple(ids),
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def _mutating_kind(action: ActionConfig) -> CallKind:
+    return {
+        ActionName.POWER_CONTROL: CallKind.POWER_CONTROL,
+        ActionName.FIRMWARE_CONTROL: CallKind.FIRMWARE_CONTROL,
+        ActionName.BRING_UP_CONTROL: CallKind.BRING_UP_CONTROL,
+        ActionName.INJECT_EXPECTATION: CallKind.INJECT_EXPECTATION,
+    }[action.name]
+
+
+def _issue(
+    ctx: StepContext,
+    st: StepStatus,
+    action: ActionConfig,
+    ids: list[str],
+    out: StepOutput,
+    *,
+    operation: OperationCode | None = None,
+    suffix: str = "",
+) -> None:
+    """Record the intent, then ask for the call: the status write comes first."""
+    kind = CallKind.POWER_CONTROL if suffix else _mutating_kind(action)
+    if st.intent is None or suffix:
+        label = f"{kind.value}/{operation.value}" if operation else kind.value
+        st.intent = Intent(
+            key=_key(ctx, st, suffix), action=label, component_ids=ids, issued_at=ctx.now
+        )
+        out.persist = True
+    extra: dict[str, object] = {"key": st.intent.key, "operation": operation}
+    if kind is CallKind.FIRMWARE_CONTROL:
+        extra["target_version"] = version_for(ctx.plan.options.target_version, st.component_type)
+        extra["sub_targets"] = ctx.plan.options.sub_targets
+    out.calls.append(_call(ctx, kind, ids, **extra))
+
+
+def _recovery_read(ctx: StepContext, st: StepStatus) -> Call:
+    assert st.intent is not None
+    action = st.intent.action
+    if action.startswith(CallKind.FIRMWARE_CONTROL.value):
+        kind = CallKind.FIRMWARE_STATUS
+    elif action.startswith(CallKind.BRING_UP_CONTROL.value) or action.startswith(
+        CallKind.INJECT_EXPECTATION.value
+    ):
+        kind = CallKind.BRING_UP_STATUS
+    else:
+        kind = CallKind.POWER_STATUS
+    return _call(ctx, kind, list(st.intent.component_ids), recovery=True)
+
+
+def _run(
+    ctx: StepContext, st: StepStatus, action: ActionConfig, active: list[str], out: StepOutput
+) -> bool:
+    """Work on the current action; True when it is finished for this batch."""
+    name = action.name
+    now = ctx.now
+    if st.action_started_at is None:
+        st.action_started_at = now
+    timeout = action.timeout_seconds()
+    timed_out = timeout is not None and (now - st.action_started_at).total_seconds() >= timeout
+
+    if name is ActionName.SLEEP:
+        if st.next_at is None:
+            st.next_at = now + timedelta(seconds=parse_duration(action.params.duration or "0s"))
+            out.wake_at = st.next_at
+            return False
+        return True  # the loop only gets here once next_at has passed
+
+    if name in (
+        ActionName.POWER_CONTROL,
+        ActionName.BRING_UP_CONTROL,
+        ActionName.INJECT_EXPECTATION,
+    ):
+        needed = [i for i in active if i not in st.issued]
+        if not needed:
+            return True
+        operation = effective_power_operation(action, ctx.plan.operation)
+        _issue(ctx, st, action, needed, out, operation=operation)
+        if action is ctx.rule.main_operation:
+            st.main_issued_at = st.main_issued_at or now
+        return False
+
+    if name is ActionName.FIRMWARE_CONTROL:
+        needed = [i for i in active if i not in st.issued]
+        if needed:
+            _issue(ctx, st, action, needed, out)
+            return False
+        waiting = [i for i in active if i not in st.done]
+        if not waiting:
+            return True
+        if timed_out:
+            _fail(
+                st,
+                waiting,
+                f"firmware update did not complete within {format_duration(timeout or 0)}",
+                out,
+            )
+            return True
+        return _poll(ctx, st, action, CallKind.FIRMWARE_STATUS, waiting, out)
+
+    if name in (ActionName.VERIFY_POWER_STATUS, ActionName.WAIT_BRING_UP):
+        waiting = [i for i in active if i not in st.done]
+        if not waiting:
+            return True
+        if name is ActionName.VERIFY_POWER_STATUS and _escalate(ctx, st, waiting, action, out):
+            return False
+        if timed_out:
+            what = (
+                f"did not report power {action.params.expected_status}"
+                if name is ActionName.VERIFY_POWER_STATUS
+                else "was not ingested"
+            )
+            _fail(st, waiting, f"{what} within {format_duration(timeout or 0)}", out)
+            return True
+        kind = (
+            CallKind.POWER_STATUS
+            if name is ActionName.VERIFY_POWER_STATUS
+            else CallKind.BRING_UP_STATUS
+        )
+        return _poll(ctx, st, action, kind, waiting, out)
+
+    if name is ActionName.VERIFY_REACHABILITY:
+        types = [t for t in action.params.component_types or [] if f"@{t.value}" not in st.done]
+        types_with_components = [t for t in types if ctx.plan.of(t)]
+        for t in types:
+            if not ctx.plan.of(t):
+                st.done.append(f"@{t.value}")  # nothing targeted of that type: nothing to reach
+        if not types_with_components:
+            return True
+        if timed_out:
+            names = ", ".join(t.value for t in types_with_components)
+            _fail(st, active, f"{names} not reachable within {format_duration(timeout or 0)}", out)
+            return True
+        if st.next_at is not None and now < st.next_at:
+            out.wake_at = st.next_at
+            return False
+        for t in types_with_components:
+            ids = [c.id for c in ctx.plan.of(t)]
+            out.calls.append(_call(ctx, CallKind.POWER_STATUS, ids, target_type=t))
+        st.polls += 1
+        st.next_at = now + timedelta(seconds=_poll_delay(action, st, now))
+        return False
+
+    if name in (ActionName.GET_POWER_STATUS, ActionName.VERIFY_FIRMWARE_CONSISTENCY):
+        waiting = [i for i in active if i not in st.done]
+        if not waiting:
+            return True
+        if st.polls > 0 and st.next_at is None:
+            return False  # read in flight
+        kind = (
+            CallKind.POWER_STATUS
+            if name is ActionName.GET_POWER_STATUS
+            else CallKind.FIRMWARE_CONSISTENCY
+        )
+        out.calls.append(_call(ctx, kind, waiting))
+        st.polls += 1
+        st.next_at = None
+        return False
+
+    raise ValueError(f"action {name} is not supported by the engine")
+
+
+def _poll(
+    ctx: StepContext,
+    st: StepStatus,
+    action: ActionConfig,
+    kind: CallKind,
+    ids: list[str],
+    out: StepOutput,
+) -> bool:
+    out.calls.append(_call(ctx, kind, ids))
+    st.polls += 1
+    st.next_at = ctx.now + timedelta(seconds=_poll_delay(action, st, ctx.now))
+    return False
+
+
+def _escalate(
+    ctx: StepContext, st: StepStatus, waiting: list[str], action: ActionConfig, out: StepOutput
+) -> bool:
+    """Graceful→forced: the step's PowerControl named forceAfter and the
+    components are still not off that long after the graceful request."""
+    main = ctx.rule.main_operation
+    force_after = main.params.force_after
+    if (
+        st.escalated
+        or force_after is None
+        or action.params.expected_status != "off"
+        or main.name is not ActionName.POWER_CONTROL
+        or st.main_issued_at is None
+        or effective_power_operation(main, ctx.plan.operation) is not OperationCode.POWER_OFF
+    ):
+        return False
+    if (ctx.now - st.main_issued_at).total_seconds() < parse_duration(force_after):
+        return False
+    st.escalated = True
+    _issue(ctx, st, main, waiting, out, operation=OperationCode.FORCE_POWER_OFF, suffix=".force")
+    out.events.append(
+        Event(
+            "Warning",
+            "Escalated",
+            f"stage {ctx.stage} {st.component_type.value}: {len(waiting)} components not off "
+            f"{force_after} after graceful shutdown; sent force_power_off",
+        )
+    )
+    return True
+
+
+# -- outcomes ------------------------------------------------------------------
+
+
+def _apply(
+    ctx: StepContext, st: StepStatus, action: ActionConfig, outcome: Outcome, out: StepOutput
+) -> None:
+    call = outcome.call
+    if call.recovery:
+        _apply_recovery(ctx, st, outcome)
+        return
+    if call.kind.mutating:
+        _apply_mutation(ctx, st, action, outcome, out)
+        return
+    if call.target_type is not None:  # VerifyReachability
+        ids = call.ids
+        reachable = not outcome.error and (
+            not action.params.require_all or all(outcome.of(i).state in _REACHABLE for i in ids)
+        )
+        if reachable:
+            st.done.append(f"@{call.target_type.value}")
+        return
+    name = action.name
+    for cid in call.ids:
+        result = outcome.of(cid)
+        if name is ActionName.VERIFY_POWER_STATUS:
+            if result.state.value == action.params.expected_status:
+                st.done.append(cid)
+        elif name is ActionName.WAIT_BRING_UP:
+            if result.state is Observed.MACHINE_CREATED:
+                st.done.append(cid)
+        elif name is ActionName.FIRMWARE_CONTROL:
+            if result.state is Observed.COMPLETED:
+                st.done.append(cid)
+            elif result.state is Observed.FAILED and not outcome.error:
+                _retry_or_fail(ctx, st, [cid], f"firmware update failed: {result.error}", out)
+        elif name in (ActionName.GET_POWER_STATUS, ActionName.VERIFY_FIRMWARE_CONSISTENCY):
+            if outcome.error:
+                continue
+            if result.state is Observed.FAILED or (
+                name is ActionName.GET_POWER_STATUS and result.state is Observed.UNKNOWN
+            ):
+                _fail(st, [cid], f"{name.value}: {result.error or result.state.value}", out)
+            else:
+                st.done.append(cid)
+    if outcome.error and name in (
+        ActionName.GET_POWER_STATUS,
+        ActionName.VERIFY_FIRMWARE_CONSISTENCY,
+    ):
+        _retry_or_fail(ctx, st, list(call.ids), f"{name.value}: {outcome.error}", out)
+        st.polls = 0
+
+
+def _apply_mutation(
+    ctx: StepContext, st: StepStatus, action: ActionConfig, outcome: Outcome, out: StepOutput
+) -> None:
+    call = outcome.call
+    escalation = call.key is not None and call.key.endswith(".force")
+    errors: dict[str, str] = {}
+    for cid in call.ids:
+        result = outcome.of(cid)
+        comp = _component(st, cid)
+        if result.state is Observed.OK:
+            comp.commanded = True
+            comp.attempts += 0 if escalation else 1
+            if not escalation:
+                st.issued.append(cid)
+        else:
+            comp.attempts += 1
+            errors[cid] = result.error or result.state.value
+    st.intent = None
+    if escalation or not errors:
+        return
+    label = call.kind.value + (f" {call.operation.value}" if call.operation else "")
+    first = next(iter(errors.values()))
+    _retry_or_fail(ctx, st, list(errors), f"{label} failed: {first}", out)
+
+
+def _retry_or_fail(
+    ctx: StepContext, st: StepStatus, ids: list[str], error: str, out: StepOutput
+) -> None:
+    policy = ctx.rule.retry_policy
+    if st.attempt < policy.max_attempts:
+        st.attempt += 1
+        st.issued = [i for i in st.issued if i not in ids]
+        st.next_at = ctx.now + timedelta(seconds=policy.delay_before_attempt(st.attempt))
+        for cid in ids:
+            _component(st, cid).error = f"attempt {st.attempt - 1}: {error}"[:512]
+        return
+    _fail(st, ids, f"{error} (after {st.attempt} attempts)", out)
+
+
+def _apply_recovery(ctx: StepContext, st: StepStatus, outcome: Outcome) -> None:
+    """Which components an interrupted call reached, judged from Core's state."""
+    intent = st.intent
+    if intent is None:
+        return
+    op = intent.action.partition("/")[2]
+    if intent.action.startswith(CallKind.FIRMWARE_CONTROL.value):
+        landed_states = _FIRMWARE_LANDED
+    elif intent.action.startswith(CallKind.BRING_UP_CONTROL.value):
+        landed_states = _BRING_UP_LANDED
+    elif intent.action.startswith(CallKind.INJECT_EXPECTATION.value):
+        landed_states = set()  # Core answers AlreadyExists to a repeat: safe to resend
+    else:
+        landed_states = _POWER_TARGET.get(OperationCode(op), _RESET_LANDED) if op else _RESET_LANDED
+    landed = [i for i in intent.component_ids if outcome.of(i).state in landed_states]
+    for cid in landed:
+        _component(st, cid).commanded = True
+    escalation = intent.key.endswith(".force")
+    if not escalation:
+        st.issued.extend(i for i in landed if i not in st.issued)
+    remaining = [i for i in intent.component_ids if i not in landed]
+    if escalation or not remaining:
+        st.intent = None
+    else:
+        st.intent = intent.model_copy(update={"component_ids": remaining})

@@ -1,0 +1,276 @@
+"""The task engine: (plan, status, outcomes, now) → new status + Core calls.
+
+Stages run in ascending order, the steps of a stage in parallel, and the first
+failed stage ends the Task (fail fast). The caller persists the status when
+`persist` is set — before it makes the calls, because state-changing calls
+carry an intent recorded in that status — then makes the calls and feeds the
+outcomes back. Pure: no I/O, no clock, no randomness."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from nicoflow.api.taskstatus import Condition, ItemPhase, StageStatus, StepStatus, TaskStatus
+from nicoflow.domain.types import TaskPhase
+from nicoflow.engine import steps
+from nicoflow.engine.plan import Call, Event, Outcome, Plan
+
+MAX_MESSAGE = 512
+
+
+@dataclass
+class Decision:
+    status: TaskStatus
+    calls: list[Call] = field(default_factory=list)
+    persist: bool = False
+    wake_at: datetime | None = None
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        return self.status.phase.finished
+
+
+def advance(
+    plan: Plan,
+    status: TaskStatus,
+    outcomes: list[Outcome],
+    now: datetime,
+    *,
+    fresh: bool = False,
+    generation: int | None = None,
+) -> Decision:
+    st = status.model_copy(deep=True)
+    if generation is not None:
+        st.observed_generation = generation
+    d = Decision(status=st)
+    if st.phase.finished:
+        return d
+    if st.phase is not TaskPhase.RUNNING:
+        _start(plan, st, now, d)
+        if st.phase.finished:
+            return d
+    if plan.cancel:
+        _absorb(plan, st, outcomes, now)
+        _cancel(plan, st, now, d)
+        return d
+    while True:
+        stage = next((s for s in st.stages if not s.phase.finished), None)
+        if stage is None:
+            _succeed(st, now, d)
+            return d
+        if stage.phase is ItemPhase.PENDING and not _start_stage(plan, stage, now, d):
+            continue
+        mine = [o for o in outcomes if o.call.stage == stage.number]
+        outcomes = []
+        for step in stage.steps:
+            if step.phase is not ItemPhase.RUNNING:
+                continue
+            out = steps.advance(
+                _ctx(plan, stage, step, now, fresh),
+                step,
+                [o for o in mine if o.call.component_type is step.component_type],
+            )
+            d.calls.extend(out.calls)
+            d.events.extend(out.events)
+            d.persist |= out.persist
+            if out.wake_at and (d.wake_at is None or out.wake_at < d.wake_at):
+                d.wake_at = out.wake_at
+        fresh = False
+        if not all(s.phase.finished for s in stage.steps):
+            st.message = _progress(st, stage)[:MAX_MESSAGE]
+            return d
+        _finish_stage(st, stage, now, d)
+        if stage.phase is ItemPhase.FAILED:
+            _fail(st, f"stage {stage.number} failed: {stage.error}", now, d, reason="StageFailed")
+            return d
+        d.wake_at = None
+
+
+def _ctx(
+    plan: Plan, stage: StageStatus, step: StepStatus, now: datetime, fresh: bool
+) -> steps.StepContext:
+    rule = next(
+        s
+        for s in plan.rule.steps
+        if s.stage == stage.number and s.component_type is step.component_type
+    )
+    return steps.StepContext(plan=plan, rule=rule, stage=stage.number, now=now, fresh=fresh)
+
+
+def _start(plan: Plan, st: TaskStatus, now: datetime, d: Decision) -> None:
+    st.phase = TaskPhase.RUNNING
+    st.start_time = now
+    st.queue_position = None
+    st.stages = [
+        StageStatus(
+            number=n, steps=[StepStatus(component_type=s.component_type) for s in rule_steps]
+        )
+        for n, rule_steps in plan.rule.stages()
+    ]
+    st.stage_count = len(st.stages)
+    d.persist = True
+    targeted = {t for t, comps in plan.components.items() if comps}
+    covered = plan.rule.component_types()
+    if not targeted & covered:
+        kinds = ", ".join(sorted(t.value for t in targeted)) or "none"
+        rule = st.applied_rule.name if st.applied_rule else "the rule"
+        _fail(
+            st,
+            f"no step of {rule} applies to the targeted component types ({kinds}); "
+            "target other components or use a rule with steps for them",
+            now,
+            d,
+            reason="NothingToDo",
+        )
+        return
+    uncovered = sorted(t.value for t in targeted - covered)
+    if uncovered:
+        d.events.append(
+            Event(
+                "Warning",
+                "NotCovered",
+                f"the rule has no step for {', '.join(uncovered)}; those components are left alone",
+            )
+        )
+    set_condition(st, "Progressing", "True", "Running", "the Task is running", now)
+    d.events.append(
+        Event("Normal", "Started", f"running {plan.operation.value} in {len(st.stages)} stages")
+    )
+
+
+def _start_stage(plan: Plan, stage: StageStatus, now: datetime, d: Decision) -> bool:
+    """Start a stage's steps; False when none has components (stage skipped)."""
+    started = False
+    for step in stage.steps:
+        rule = next(
+            s
+            for s in plan.rule.steps
+            if s.stage == stage.number and s.component_type is step.component_type
+        )
+        ctx = steps.StepContext(plan=plan, rule=rule, stage=stage.number, now=now, fresh=False)
+        started |= steps.start(ctx, step)
+    d.persist = True
+    if not started:
+        stage.phase = ItemPhase.SKIPPED
+        return False
+    stage.phase = ItemPhase.RUNNING
+    stage.started_at = now
+    d.status.current_stage = stage.number
+    return True
+
+
+def _finish_stage(st: TaskStatus, stage: StageStatus, now: datetime, d: Decision) -> None:
+    stage.finished_at = now
+    failed = [s for s in stage.steps if s.phase is ItemPhase.FAILED]
+    d.persist = True
+    if failed:
+        stage.phase = ItemPhase.FAILED
+        stage.error = "; ".join(f"{s.component_type.value}: {s.error}" for s in failed)[:512]
+        d.events.append(Event("Warning", "StageFailed", f"stage {stage.number}: {stage.error}"))
+    else:
+        stage.phase = ItemPhase.SUCCEEDED
+        d.events.append(
+            Event("Normal", "StageSucceeded", f"stage {stage.number} of {len(st.stages)} done")
+        )
+
+
+def _progress(st: TaskStatus, stage: StageStatus) -> str:
+    parts = []
+    for step in stage.steps:
+        if step.phase is ItemPhase.RUNNING:
+            done = step.succeeded + len(step.done)
+            parts.append(f"{step.component_type.value} {done}/{step.total}")
+    return f"stage {stage.number}/{len(st.stages)}: " + ", ".join(parts)
+
+
+def _succeed(st: TaskStatus, now: datetime, d: Decision) -> None:
+    st.phase = TaskPhase.SUCCEEDED
+    st.completion_time = now
+    st.current_stage = None
+    st.message = "all stages succeeded"
+    set_condition(st, "Progressing", "False", "Finished", "", now)
+    set_condition(st, "Succeeded", "True", "AllStagesSucceeded", st.message, now)
+    d.persist = True
+    d.events.append(Event("Normal", "Succeeded", st.message))
+
+
+def _fail(st: TaskStatus, message: str, now: datetime, d: Decision, *, reason: str) -> None:
+    st.phase = TaskPhase.FAILED
+    st.completion_time = now
+    st.message = message[:MAX_MESSAGE]
+    set_condition(st, "Progressing", "False", "Finished", "", now)
+    set_condition(st, "Failed", "True", reason, st.message, now)
+    d.persist = True
+    d.events.append(Event("Warning", "Failed", st.message))
+
+
+def _absorb(plan: Plan, st: TaskStatus, outcomes: list[Outcome], now: datetime) -> None:
+    """Record what calls already made did, so a cancelled Task says what it commanded."""
+    for stage in st.stages:
+        if stage.phase is not ItemPhase.RUNNING:
+            continue
+        for step in stage.steps:
+            if step.phase is not ItemPhase.RUNNING:
+                continue
+            mine = [
+                o
+                for o in outcomes
+                if o.call.stage == stage.number and o.call.component_type is step.component_type
+            ]
+            if mine:
+                steps.absorb(_ctx(plan, stage, step, now, False), step, mine)
+
+
+def _cancel(plan: Plan, st: TaskStatus, now: datetime, d: Decision) -> None:
+    commanded: list[str] = []
+    for stage in st.stages:
+        for step in stage.steps:
+            commanded.extend(c.name or c.id for c in step.components if c.commanded)
+            if not step.phase.finished:
+                step.phase = ItemPhase.CANCELLED
+                step.intent = None
+        if not stage.phase.finished:
+            stage.phase = ItemPhase.CANCELLED
+    st.phase = TaskPhase.CANCELLED
+    st.completion_time = now
+    st.commanded = sorted(set(commanded))[:256]
+    st.message = (
+        f"cancelled; {len(st.commanded)} components had already been commanded"
+        if st.commanded
+        else "cancelled before any component was commanded"
+    )
+    set_condition(st, "Progressing", "False", "Finished", "", now)
+    set_condition(st, "Failed", "True", "Cancelled", st.message, now)
+    d.persist = True
+    d.events.append(Event("Normal", "Cancelled", st.message))
+
+
+def set_condition(
+    st: TaskStatus, ctype: str, status: str, reason: str, message: str, now: datetime
+) -> None:
+    """Upsert a condition; lastTransitionTime moves only when status changes."""
+    for i, c in enumerate(st.conditions):
+        if c.type == ctype:
+            moved = c.status != status
+            st.conditions[i] = c.model_copy(
+                update={
+                    "status": status,
+                    "reason": reason,
+                    "message": message,
+                    "last_transition_time": now if moved else c.last_transition_time,
+                    "observed_generation": st.observed_generation,
+                }
+            )
+            return
+    st.conditions.append(
+        Condition(
+            type=ctype,
+            status=status,
+            reason=reason,
+            message=message,
+            last_transition_time=now,
+            observed_generation=st.observed_generation,
+        )
+    )
