@@ -1,0 +1,138 @@
+"""Per-component results of manager calls.
+
+Every map is keyed by Core component ID and, unlike the original service,
+always holds every requested ID: a component Core did not report on is
+filled in as unknown with an error, so "no news" never reads as success."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Result of a state-changing call for one component."""
+
+    ok: bool
+    error: str = ""
+
+    @classmethod
+    def success(cls) -> Outcome:
+        return cls(ok=True)
+
+    @classmethod
+    def failure(cls, error: str) -> Outcome:
+        return cls(ok=False, error=error)
+
+
+ComponentResults = dict[str, Outcome]
+
+
+def all_ok(results: Mapping[str, Outcome]) -> bool:
+    return all(r.ok for r in results.values())
+
+
+def failures(results: Mapping[str, Outcome]) -> dict[str, str]:
+    return {cid: r.error for cid, r in results.items() if not r.ok}
+
+
+class PowerStatus(StrEnum):
+    ON = "on"
+    OFF = "off"
+    UNKNOWN = "unknown"
+    REBOOTING = "rebooting"
+    # In transition: the command has landed, the hardware has not settled yet.
+    # The engine relies on these after a restart to tell a call that reached
+    # Core from one that did not.
+    POWERING_ON = "powering_on"
+    POWERING_OFF = "powering_off"
+
+
+@dataclass(frozen=True)
+class PowerReading:
+    state: PowerStatus
+    error: str = ""
+
+
+PowerStatusMap = dict[str, PowerReading]
+
+
+class FirmwareState(StrEnum):
+    QUEUED = "queued"
+    IN_PROGRESS = "in_progress"
+    VERIFYING = "verifying"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+    @property
+    def finished(self) -> bool:
+        return self in (FirmwareState.COMPLETED, FirmwareState.FAILED)
+
+
+@dataclass(frozen=True)
+class FirmwareReading:
+    state: FirmwareState
+    error: str = ""
+
+
+FirmwareStatusMap = dict[str, FirmwareReading]
+
+
+class BringUpState(StrEnum):
+    NOT_DISCOVERED = "not_discovered"
+    WAITING_FOR_INGESTION = "waiting_for_ingestion"
+    INGESTION_MACHINE_NOT_CREATED = "ingestion_machine_not_created"
+    INGESTION_MACHINE_CREATED = "ingestion_machine_created"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class BringUpReading:
+    state: BringUpState
+    error: str = ""
+
+
+BringUpStatusMap = dict[str, BringUpReading]
+
+
+@dataclass(frozen=True)
+class ConsistencyReport:
+    """Whether all components run the same firmware versions."""
+
+    consistent: bool
+    versions: dict[str, dict[str, str]] = field(default_factory=dict)
+    problems: tuple[str, ...] = ()
+
+
+MISSING_FROM_CORE = "Core returned no status for this component"
+
+
+def complete_power(requested: Iterable[str], got: Mapping[str, PowerReading]) -> PowerStatusMap:
+    """Exactly the requested IDs; absent ones become unknown with an error."""
+    missing = PowerReading(PowerStatus.UNKNOWN, MISSING_FROM_CORE)
+    return {cid: got.get(cid, missing) for cid in requested}
+
+
+def complete_firmware(
+    requested: Iterable[str], got: Mapping[str, FirmwareReading]
+) -> FirmwareStatusMap:
+    missing = FirmwareReading(FirmwareState.UNKNOWN, MISSING_FROM_CORE)
+    return {cid: got.get(cid, missing) for cid in requested}
+
+
+def complete_bring_up(
+    requested: Iterable[str], got: Mapping[str, BringUpReading]
+) -> BringUpStatusMap:
+    missing = BringUpReading(BringUpState.UNKNOWN, MISSING_FROM_CORE)
+    return {cid: got.get(cid, missing) for cid in requested}
+
+
+def complete_results(
+    requested: Iterable[str], got: Mapping[str, Outcome], *, missing: Outcome
+) -> ComponentResults:
+    """Exactly the requested IDs; the caller decides what silence means for a
+    command (Core answers only for components it had something to say about)."""
+    return {cid: got.get(cid, missing) for cid in requested}
