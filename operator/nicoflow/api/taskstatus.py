@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -19,6 +20,8 @@ MAX_ERROR = 512
 MAX_COMPONENTS_PER_STEP = 128
 MAX_STAGES = 64
 MAX_STEPS_PER_STAGE = 8
+
+CoreId = Annotated[str, Field(max_length=128)]
 
 
 class _Status(BaseModel):
@@ -50,7 +53,7 @@ class Intent(_Status):
     action: str = Field(
         max_length=64, description="Action and operation, e.g. PowerControl/power_off."
     )
-    component_ids: list[str] = Field(
+    component_ids: list[CoreId] = Field(
         default_factory=list,
         max_length=MAX_COMPONENTS_PER_STEP,
         description="Core ids the call names.",
@@ -87,12 +90,12 @@ class StepStatus(_Status):
     escalated: bool = False
     next_at: datetime | None = Field(None, description="Not before: sleep, poll or retry delay.")
     polls: int = Field(0, ge=0, description="Status reads made by the polling action.")
-    issued: list[str] = Field(
+    issued: list[CoreId] = Field(
         default_factory=list,
         max_length=MAX_COMPONENTS_PER_STEP,
         description="Core ids the action in progress has commanded (state-changing actions).",
     )
-    done: list[str] = Field(
+    done: list[CoreId] = Field(
         default_factory=list,
         max_length=MAX_COMPONENTS_PER_STEP,
         description="Core ids that finished the action in progress.",
@@ -124,7 +127,7 @@ class Condition(_Status):
     """metav1.Condition."""
 
     type: str = Field(max_length=316)
-    status: str = Field(pattern="^(True|False|Unknown)$")
+    status: Literal["True", "False", "Unknown"]
     observed_generation: int | None = Field(None, ge=0)
     last_transition_time: datetime
     reason: str = Field(max_length=1024, pattern="^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
@@ -144,7 +147,7 @@ class TaskStatus(_Status):
     stage_count: int | None = Field(None, ge=0)
     applied_rule: AppliedRule | None = None
     stages: list[StageStatus] = Field(default_factory=list, max_length=MAX_STAGES)
-    commanded: list[str] = Field(
+    commanded: list[CoreId] = Field(
         default_factory=list,
         max_length=256,
         description="Components that received a state-changing call (set when cancelled).",

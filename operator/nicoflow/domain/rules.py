@@ -119,10 +119,9 @@ def _parse_action_name(value: object) -> object:
             if member.value.lower() == value.strip().lower():
                 return member
     allowed = ", ".join(m.value for m in ActionName)
+    # pre-formatted: the template syntax of PydanticCustomError has no repr conversion
     raise PydanticCustomError(
-        "unknown_action",
-        "unknown action {name!r}; allowed actions: {allowed}",
-        {"name": value, "allowed": allowed},
+        "unknown_action", f"unknown action {value!r}; allowed actions: {allowed}"
     )
 
 
@@ -358,8 +357,7 @@ def _parse_version(value: object) -> object:
     if value != RULE_VERSION:
         raise PydanticCustomError(
             "unsupported_version",
-            "unsupported rule version {version!r}; this release reads version v1",
-            {"version": value},
+            f"unsupported rule version {value!r}; this release reads version v1",
         )
     return value
 
