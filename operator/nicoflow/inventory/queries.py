@@ -1,0 +1,411 @@
+"""Reads of the inventory for the operator and the API, and the task archive.
+
+Loading is shaped for target resolution at datacenter scale: racks are matched
+on their own (small) rows first and components are loaded only for the racks
+that can be targeted, in one query — never one query per rack."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+from sqlalchemy import Select, or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from nicoflow.domain.targets import (
+    InventoryComponent,
+    InventoryRack,
+    WireModel,
+    match_labels,
+)
+from nicoflow.domain.types import ComponentType, OperationCode, TaskPhase
+from nicoflow.inventory.models import Component, ComponentPhase, NVLDomain, Rack, TaskHistory
+
+# --- racks and components ---------------------------------------------------------------
+
+
+class _RackRow(NamedTuple):
+    id: uuid.UUID
+    name: str
+    source_uid: str | None
+    labels: dict[str, str]
+    nvl_domain: str | None
+
+
+# NVL domain name: outer-joined, so None for racks without a domain.
+_RackSelect = Select[uuid.UUID, str, str | None, dict[str, str], str]
+
+
+def _rack_rows() -> _RackSelect:
+    return (
+        select(Rack.id, Rack.name, Rack.source_uid, Rack.labels, NVLDomain.name)
+        .outerjoin(NVLDomain, Rack.nvl_domain_id == NVLDomain.id)
+        .where(Rack.deleted_at.is_(None))
+        .order_by(Rack.name)
+    )
+
+
+async def _fetch_racks(session: AsyncSession, stmt: _RackSelect) -> list[_RackRow]:
+    return [
+        _RackRow(rid, name, uid, labels, domain)
+        for rid, name, uid, labels, domain in (await session.execute(stmt)).all()
+    ]
+
+
+async def _with_components(session: AsyncSession, racks: Sequence[_RackRow]) -> list[InventoryRack]:
+    if not racks:
+        return []
+    rows = (
+        await session.execute(
+            select(
+                Component.rack_id,
+                Component.id,
+                Component.name,
+                Component.type,
+                Component.serial_number,
+                Component.external_id,
+                Component.manufacturer,
+                Component.slot_id,
+                Component.tray_index,
+            ).where(Component.rack_id.in_([r.id for r in racks]), Component.deleted_at.is_(None))
+        )
+    ).all()
+    by_rack: dict[uuid.UUID, list[InventoryComponent]] = {r.id: [] for r in racks}
+    for rack_id, cid, name, ctype, serial, core_id, maker, slot, tray in rows:
+        if rack_id is None:
+            continue
+        by_rack[rack_id].append(
+            InventoryComponent(
+                id=str(cid),
+                name=name,
+                type=ctype,
+                serial=serial,
+                core_id=core_id,
+                manufacturer=maker,
+                slot_id=slot,
+                tray_index=tray,
+            )
+        )
+    return [
+        InventoryRack(
+            name=r.name,
+            uid=r.source_uid or "",
+            labels=dict(r.labels or {}),
+            nvl_domain=r.nvl_domain,
+            # stable order for callers that print them; resolution sorts on its own
+            components=tuple(sorted(by_rack[r.id], key=lambda c: (c.type.value, c.name))),
+            id=str(r.id),
+        )
+        for r in racks
+    ]
+
+
+async def load_racks(
+    session: AsyncSession, *, names: Iterable[str] | None = None, all_racks: bool = False
+) -> list[InventoryRack]:
+    """Racks (ordered by name) with their components: the named ones, or all of them.
+
+    Two queries whatever the number of racks. Neither names nor all_racks: []."""
+    stmt = _rack_rows()
+    if not all_racks:
+        wanted = sorted(set(names or ()))
+        if not wanted:
+            return []
+        stmt = stmt.where(Rack.name.in_(wanted))
+    return await _with_components(session, await _fetch_racks(session, stmt))
+
+
+def _wire(targets: Mapping[str, Any] | WireModel) -> Mapping[str, Any]:
+    return targets.to_k8s() if isinstance(targets, WireModel) else targets
+
+
+def _pick(data: Mapping[str, Any], camel: str, snake: str) -> Any:
+    return data.get(camel, data.get(snake))
+
+
+async def _racks_of_components(
+    session: AsyncSession, components: Sequence[Mapping[str, Any]]
+) -> tuple[set[uuid.UUID], set[str]]:
+    """Rack ids holding components that component targets may name, and rack names named.
+
+    Deliberately loose (Core ids match whatever the type): resolution then finds
+    the component and can say "is a nvswitch, not compute" instead of "not found"."""
+    ids: list[uuid.UUID] = []
+    core_ids: set[str] = set()
+    serials: set[str] = set()
+    names: set[str] = set()
+    for raw in components:
+        t = _wire(raw)
+        if t.get("id"):
+            # not a UUID: cannot exist; resolution reports it
+            with contextlib.suppress(ValueError):
+                ids.append(uuid.UUID(str(t["id"])))
+        elif _pick(t, "coreId", "core_id"):
+            core_ids.add(str(_pick(t, "coreId", "core_id")))
+        elif t.get("serial"):
+            serials.add(str(t["serial"]))
+        elif t.get("name") and t.get("rack"):
+            names.add(str(t["rack"]))
+    terms = []
+    if ids:
+        terms.append(Component.id.in_(ids))
+    if core_ids:
+        terms.append(Component.external_id.in_(core_ids))
+    if serials:
+        terms.append(Component.serial_number.in_(serials))
+    if not terms:
+        return set(), names
+    found = await session.scalars(
+        select(Component.rack_id)
+        .where(or_(*terms), Component.deleted_at.is_(None), Component.rack_id.is_not(None))
+        .distinct()
+    )
+    return {rid for rid in found if rid is not None}, names
+
+
+async def load_for_targets(
+    session: AsyncSession, targets: Mapping[str, Any] | WireModel
+) -> list[InventoryRack]:
+    """Every rack `resolve_targets(targets, racks)` can reach, with components.
+
+    Named racks by name; a rackSelector is matched against every rack's labels
+    (rack rows only); NVL domains by domain; component targets by the racks that
+    hold a matching component. Three queries at most."""
+    spec = _wire(targets)
+    selector = _pick(spec, "rackSelector", "rack_selector")
+    domains = set(_pick(spec, "nvlDomains", "nvl_domains") or ())
+    names = set(spec.get("racks") or ())
+    comp_rack_ids, comp_rack_names = await _racks_of_components(
+        session, list(spec.get("components") or ())
+    )
+    names |= comp_rack_names
+
+    stmt = _rack_rows()
+    if selector is None:
+        # Without a selector only these racks can be reached: filter in SQL.
+        terms = []
+        if names:
+            terms.append(Rack.name.in_(names))
+        if domains:
+            terms.append(NVLDomain.name.in_(domains))
+        if comp_rack_ids:
+            terms.append(Rack.id.in_(comp_rack_ids))
+        if not terms:
+            return []
+        stmt = stmt.where(or_(*terms))
+    rows = await _fetch_racks(session, stmt)
+    if selector is not None:
+
+        def reachable(r: _RackRow) -> bool:
+            if r.name in names or r.id in comp_rack_ids or r.nvl_domain in domains:
+                return True
+            try:
+                return match_labels(selector, r.labels or {})
+            except ValueError:
+                return False  # resolution reports the malformed selector
+
+        rows = [r for r in rows if reachable(r)]
+    return await _with_components(session, rows)
+
+
+# --- component status for the readiness gate -----------------------------------------------
+
+
+class ComponentStatusRow(NamedTuple):
+    phase: str
+    reason: str | None
+    blocked_operations: tuple[str, ...]
+
+
+async def component_statuses(
+    session: AsyncSession,
+    core_ids: Collection[str],
+    *,
+    component_type: ComponentType | None = None,
+) -> dict[str, ComponentStatusRow]:
+    """Recorded lifecycle status by Core id, for the readiness gate.
+
+    Components never observed (no status recorded) are left out, so the gate can
+    tell "unknown" from "ready". Core ids are unique per type only: without
+    `component_type`, a Core id shared by two types gets the union of their
+    blocked operations (the cautious answer)."""
+    if not core_ids:
+        return {}
+    stmt = select(
+        Component.external_id,
+        Component.status_phase,
+        Component.status_reason,
+        Component.blocked_operations,
+    ).where(
+        Component.external_id.in_(set(core_ids)),
+        Component.deleted_at.is_(None),
+        or_(
+            Component.observed_at.is_not(None),
+            Component.status_phase != ComponentPhase.UNKNOWN,
+        ),
+    )
+    if component_type is not None:
+        stmt = stmt.where(Component.type == component_type)
+    out: dict[str, ComponentStatusRow] = {}
+    for core_id, phase, reason, blocked in (
+        await session.execute(stmt.order_by(Component.type))
+    ).all():
+        if core_id is None:
+            continue
+        prev = out.get(core_id)
+        ops = tuple(blocked or ())
+        if prev is not None:
+            ops = tuple(dict.fromkeys((*prev.blocked_operations, *ops)))
+            out[core_id] = ComponentStatusRow(prev.phase, prev.reason, ops)
+        else:
+            out[core_id] = ComponentStatusRow(ComponentPhase(phase).value, reason, ops)
+    return out
+
+
+# --- task archive -----------------------------------------------------------------------------
+
+_HISTORY_COLUMNS = frozenset(c.key for c in TaskHistory.__table__.columns) - {"archived_at"}
+_REQUIRED = ("id", "name", "namespace", "operation_code", "phase", "created_at", "finished_at")
+
+
+def _when(value: Any) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    parsed = datetime.fromisoformat(str(value))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+async def _task_record(session: AsyncSession, body: Mapping[str, Any]) -> dict[str, Any]:
+    """A task_history row from a Task object (metadata, spec, status)."""
+    meta = body.get("metadata") or {}
+    spec = body.get("spec") or {}
+    status = body.get("status") or {}
+    rack_name = spec.get("rack")
+    rack_id: uuid.UUID | None = None
+    components: dict[str, list[str]] = {}
+    if rack_name:
+        rack_id = await session.scalar(select(Rack.id).where(Rack.name == rack_name))
+        refs = [
+            (g.get("type"), ref) for g in spec.get("components") or [] for ref in g.get("ids") or []
+        ]
+        # History names components by inventory id, so a later rename does not lose them.
+        known: dict[tuple[str, str], str] = {}
+        if rack_id is not None and refs:
+            rows = await session.execute(
+                select(Component.type, Component.name, Component.id).where(
+                    Component.rack_id == rack_id
+                )
+            )
+            known = {(str(t), n): str(i) for t, n, i in rows.all()}
+        for ctype, ref in refs:
+            found = known.get((str(ctype), str(ref.get("name"))))
+            if found:
+                components.setdefault(str(ctype), []).append(found)
+    rule = spec.get("rule")
+    report = status.get("report")
+    if report is None and status.get("stages"):
+        report = {"stages": status["stages"], "commanded": status.get("commanded") or []}
+    now = datetime.now(UTC)
+    return {
+        "id": meta.get("uid"),
+        "name": meta.get("name"),
+        "namespace": meta.get("namespace"),
+        "task_spec_name": spec.get("taskSpecName"),
+        "rack_id": rack_id,
+        "rack_name": rack_name,
+        "operation_code": spec.get("operation"),
+        "phase": status.get("phase") or TaskPhase.PENDING.value,
+        "message": status.get("message") or None,
+        "components": components,
+        "applied_rule": rule,
+        "report": report,
+        "queued_at": status.get("queuedAt"),
+        "created_at": meta.get("creationTimestamp") or now,
+        "started_at": status.get("startTime"),
+        "finished_at": status.get("completionTime") or now,
+    }
+
+
+def _normalise_record(record: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = set(record) - _HISTORY_COLUMNS
+    if unknown:
+        raise ValueError(f"unknown task_history fields: {', '.join(sorted(unknown))}")
+    missing = [k for k in _REQUIRED if record.get(k) in (None, "")]
+    if missing:
+        raise ValueError(f"task_history record lacks: {', '.join(missing)}")
+    row = dict(record)
+    row["id"] = uuid.UUID(str(row["id"]))
+    if row.get("rack_id") is not None:
+        row["rack_id"] = uuid.UUID(str(row["rack_id"]))
+    code = OperationCode(row["operation_code"])
+    row["operation_code"] = code
+    row["operation_type"] = row.get("operation_type") or code.operation_type
+    row["phase"] = TaskPhase(row["phase"])
+    for key in ("queued_at", "created_at", "started_at", "finished_at"):
+        if key in row:
+            row[key] = _when(row[key])
+    row.setdefault("components", {})
+    return row
+
+
+async def archive_task(session: AsyncSession, record: Mapping[str, Any]) -> None:
+    """Insert or update the history row of a Task, keyed by the Task's UID.
+
+    `record` is either a Task object (as the apiserver returns it) or a mapping of
+    task_history columns. Idempotent: archiving the same Task again rewrites the
+    row with what is given, so a replayed or later, fuller record simply wins."""
+    if "metadata" in record and "spec" in record:
+        record = await _task_record(session, record)
+    row = _normalise_record(record)
+    stmt = pg_insert(TaskHistory).values(**row)
+    update = {k: stmt.excluded[k] for k in row if k != "id"}
+    await session.execute(stmt.on_conflict_do_update(index_elements=[TaskHistory.id], set_=update))
+
+
+ACTIVE_PHASES = (TaskPhase.PENDING, TaskPhase.WAITING, TaskPhase.RUNNING)
+
+
+async def task_history(
+    session: AsyncSession,
+    *,
+    rack: str | None = None,
+    component_core_id: str | None = None,
+    active_only: bool = False,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[TaskHistory]:
+    """Archived Tasks, newest first (finished_at, then id for a stable page order).
+
+    `rack` filters by rack name; `component_core_id` keeps Tasks that touched the
+    component(s) with that Core id; `active_only` keeps unfinished phases (the
+    archive holds those only if a writer stores Tasks before they finish)."""
+    stmt = select(TaskHistory)
+    if rack is not None:
+        stmt = stmt.where(TaskHistory.rack_name == rack)
+    if component_core_id is not None:
+        hits = (
+            await session.execute(
+                select(Component.type, Component.id).where(
+                    Component.external_id == component_core_id
+                )
+            )
+        ).all()
+        # jsonb containment per (type, id): served by the GIN index on components.
+        terms = [TaskHistory.components.contains({str(t): [str(i)]}) for t, i in hits]
+        if not terms:
+            return []
+        stmt = stmt.where(or_(*terms))
+    if active_only:
+        stmt = stmt.where(TaskHistory.phase.in_(ACTIVE_PHASES))
+    stmt = (
+        stmt.order_by(TaskHistory.finished_at.desc(), TaskHistory.id)
+        .limit(max(0, limit))
+        .offset(max(0, offset))
+    )
+    return list((await session.scalars(stmt)).all())
