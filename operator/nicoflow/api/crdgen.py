@@ -224,9 +224,57 @@ def render(info: CrdInfo) -> str:
     return HEADER + body
 
 
+def peering_crd() -> dict[str, Any]:
+    """kopf's ClusterKopfPeering: operators of the same name announce
+    themselves here, and only the one of the highest priority works."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "clusterkopfpeerings.kopf.dev"},
+        "spec": {
+            "group": "kopf.dev",
+            "names": {
+                "kind": "ClusterKopfPeering",
+                "listKind": "ClusterKopfPeeringList",
+                "plural": "clusterkopfpeerings",
+                "singular": "clusterkopfpeering",
+            },
+            "scope": "Cluster",
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": "Operator peers (kopf): who is alive, at which "
+                            "priority.",
+                            "properties": {
+                                "spec": {
+                                    "type": "object",
+                                    "x-kubernetes-preserve-unknown-fields": True,
+                                },
+                                "status": {
+                                    "type": "object",
+                                    "x-kubernetes-preserve-unknown-fields": True,
+                                },
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
 @functools.cache
 def _render_all() -> tuple[tuple[str, str], ...]:
-    return tuple((filename(info), render(info)) for info in KINDS)
+    peering = yaml.safe_dump(peering_crd(), sort_keys=True, default_flow_style=False, width=100)
+    return (
+        *((filename(info), render(info)) for info in KINDS),
+        ("clusterkopfpeerings.kopf.dev.yaml", HEADER + peering),
+    )
 
 
 def render_all() -> dict[str, str]:
