@@ -25,7 +25,9 @@ C, NVS, PS = ComponentType.COMPUTE, ComponentType.NVSWITCH, ComponentType.POWERS
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
-def rack(compute: int = 4, switches: int = 2, shelves: int = 2) -> dict[ComponentType, tuple[Component, ...]]:
+def rack(
+    compute: int = 4, switches: int = 2, shelves: int = 2
+) -> dict[ComponentType, tuple[Component, ...]]:
     return {
         C: tuple(Component(f"m{i}", f"compute-{i}") for i in range(compute)),
         NVS: tuple(Component(f"s{i}", f"switch-{i}") for i in range(switches)),
@@ -59,7 +61,9 @@ class Hardware:
             self.ledger.append((call.key, cid, call.operation.value if call.operation else ""))
             if cid in self.fail_power:
                 return Result(Observed.FAILED, "BMC refused the request")
-            target = "on" if call.operation and "on" in call.operation.value.split("_")[-1] else "off"
+            target = (
+                "on" if call.operation and "on" in call.operation.value.split("_")[-1] else "off"
+            )
             self._pending[cid] = (target, self.latency_polls)
             if self.latency_polls == 0:
                 self.power[cid] = target
@@ -90,8 +94,12 @@ class Hardware:
         return Result(Observed.OK)
 
 
-def plan_for(code: OperationCode, components: dict[ComponentType, tuple[Component, ...]] | None = None,
-             rule_yaml: str | None = None, **options: object) -> Plan:
+def plan_for(
+    code: OperationCode,
+    components: dict[ComponentType, tuple[Component, ...]] | None = None,
+    rule_yaml: str | None = None,
+    **options: object,
+) -> Plan:
     rule = parse_rule_definition(rule_yaml) if rule_yaml else builtin_rule(code)
     return Plan(
         task_uid="uid-1",
@@ -111,9 +119,16 @@ class Run:
     calls: list[Call] = field(default_factory=list)
 
 
-def drive(plan: Plan, hw: Hardware, status: TaskStatus | None = None, *, now: datetime = T0,
-          max_decisions: int = 2000, stop_after_persists: int | None = None,
-          fresh: bool = False) -> Run:
+def drive(
+    plan: Plan,
+    hw: Hardware,
+    status: TaskStatus | None = None,
+    *,
+    now: datetime = T0,
+    max_decisions: int = 2000,
+    stop_after_persists: int | None = None,
+    fresh: bool = False,
+) -> Run:
     run = Run(status or TaskStatus(applied_rule=AppliedRule(name="builtin", source="builtin")), now)
     outcomes: list[Outcome] = []
     while run.decisions < max_decisions:
@@ -150,8 +165,12 @@ def test_restart_runs_down_then_up_in_order() -> None:
     run = drive(plan_for(OperationCode.RESTART), hw)
     assert run.status.phase is TaskPhase.SUCCEEDED
     assert mutating_order(run) == [
-        (C, "power_off"), (NVS, "power_off"), (PS, "power_off"),
-        (PS, "power_on"), (NVS, "power_on"), (C, "power_on"),
+        (C, "power_off"),
+        (NVS, "power_off"),
+        (PS, "power_off"),
+        (PS, "power_on"),
+        (NVS, "power_on"),
+        (C, "power_on"),
     ]
     assert all(state == "on" for state in hw.power.values())
     assert [s.phase for s in run.status.stages] == [ItemPhase.SUCCEEDED] * 6
@@ -171,7 +190,9 @@ def test_restart_runs_down_then_up_in_order() -> None:
     ],
 )
 def test_power_operations_reach_their_state(code: OperationCode, final: str) -> None:
-    hw = Hardware(power={c.id: ("off" if final == "on" else "on") for cs in rack().values() for c in cs})
+    hw = Hardware(
+        power={c.id: ("off" if final == "on" else "on") for cs in rack().values() for c in cs}
+    )
     run = drive(plan_for(code), hw)
     assert run.status.phase is TaskPhase.SUCCEEDED, run.status.message
     assert set(hw.power.values()) == {final}
@@ -202,7 +223,8 @@ def test_max_parallel_commands_in_batches() -> None:
       maxParallel: 2
       mainOperation: {name: PowerControl, parameters: {operation: power_off}}
       postOperation:
-      - {name: VerifyPowerStatus, timeout: 1m, pollInterval: 5s, parameters: {expectedStatus: "off"}}
+      - {name: VerifyPowerStatus, timeout: 1m, pollInterval: 5s,
+         parameters: {expectedStatus: "off"}}
     """
     hw = Hardware()
     run = drive(plan_for(OperationCode.POWER_OFF, rack(compute=5), rule_yaml=rule), hw)
@@ -228,7 +250,8 @@ def test_permanent_failure_names_the_component_and_stops_later_stages() -> None:
     phases = [s.phase for s in run.status.stages]
     assert phases == [ItemPhase.SUCCEEDED, ItemPhase.FAILED, ItemPhase.PENDING]
     switch_step = run.status.stages[1].steps[0]
-    assert switch_step.failed == 1 and switch_step.succeeded == 1
+    assert switch_step.failed == 1
+    assert switch_step.succeeded == 1
     assert not any(c.component_type is C and c.kind is CallKind.POWER_CONTROL for c in run.calls)
     attempts = sum(1 for _, cid, _ in hw.ledger if cid == "s1")
     assert attempts == builtin_rule(OperationCode.POWER_ON).steps[1].retry_policy.max_attempts
@@ -252,7 +275,9 @@ def test_layered_target_version_reaches_each_type() -> None:
     layered = '{"compute": "c-9", "nvswitch": {"bmc": "b-3"}}'
     run = drive(plan_for(OperationCode.UPGRADE, target_version=layered), hw)
     assert run.status.phase is TaskPhase.SUCCEEDED
-    sent = {c.component_type: c.target_version for c in run.calls if c.kind is CallKind.FIRMWARE_CONTROL}
+    sent = {
+        c.component_type: c.target_version for c in run.calls if c.kind is CallKind.FIRMWARE_CONTROL
+    }
     assert sent == {C: "c-9", NVS: '{"bmc": "b-3"}'}
 
 
@@ -260,7 +285,8 @@ def test_nothing_to_do_fails_clearly() -> None:
     only_shelves = {PS: rack()[PS]}
     run = drive(plan_for(OperationCode.UPGRADE, only_shelves), Hardware())
     assert run.status.phase is TaskPhase.FAILED
-    assert "no step" in run.status.message and "powershelf" in run.status.message
+    assert "no step" in run.status.message
+    assert "powershelf" in run.status.message
 
 
 def test_cancel_reports_what_was_commanded() -> None:
@@ -303,7 +329,8 @@ def test_graceful_power_off_escalates_to_forced() -> None:
       stage: 1
       mainOperation: {name: PowerControl, parameters: {operation: power_off, forceAfter: 30s}}
       postOperation:
-      - {name: VerifyPowerStatus, timeout: 5m, pollInterval: 10s, parameters: {expectedStatus: "off"}}
+      - {name: VerifyPowerStatus, timeout: 5m, pollInterval: 10s,
+         parameters: {expectedStatus: "off"}}
     """
     hw = Hardware(latency_polls=10_000)  # graceful shutdown never completes
 
@@ -317,7 +344,9 @@ def test_graceful_power_off_escalates_to_forced() -> None:
     run = drive(plan_for(OperationCode.POWER_OFF, {C: rack()[C]}, rule_yaml=rule), hw)
     assert run.status.phase is TaskPhase.SUCCEEDED, run.status.message
     ops = [op for _, _, op in hw.ledger]
-    assert ops.count("power_off") == 4 and ops.count("force_power_off") == 4
+    assert ops.count("power_off") == 4
+    assert ops.count("force_power_off") == 4
     forced_at = next(c for c in run.calls if c.operation is OperationCode.FORCE_POWER_OFF)
-    assert forced_at.key and forced_at.key.endswith(".force")
+    assert forced_at.key
+    assert forced_at.key.endswith(".force")
     assert run.now - T0 >= timedelta(seconds=30)

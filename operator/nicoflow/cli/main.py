@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "db": ("db", "db", "Database schema migrations."),
     "dev": ("dev", "dev", "Run the local development stack (apiserver, etcd, PostgreSQL)."),
     "simulator": ("simulator", "simulator", "Run the NICo Core simulator."),
+    "operator": ("operator", "operator", "Run the operator (kopf)."),
 }
 
 
@@ -45,3 +46,7 @@ def cli() -> None:
 
 def main() -> None:
     cli()
+
+
+if __name__ == "__main__":
+    main()

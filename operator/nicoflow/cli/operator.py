@@ -1,0 +1,94 @@
+"""`flow operator`: the kopf operator that drives TaskSpecs and Tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+
+import click
+
+
+@click.command("operator")
+@click.option("--kubeconfig", envvar="KUBECONFIG", help="Kubeconfig (default: in-cluster).")
+@click.option("--database-url", envvar="DATABASE_URL", help="PostgreSQL URL (or DB_* variables).")
+@click.option(
+    "-c",
+    "--component-config",
+    envvar="COMPONENT_MANAGER_CONFIG",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Component-manager YAML (default: embedded).",
+)
+@click.option("--core-url", envvar="NICO_CORE_API_URL", help="NICo Core address host:port.")
+@click.option(
+    "--peering",
+    "peering",
+    default=None,
+    help="kopf peering object; with it, only one operator of the highest priority is active.",
+)
+@click.option("--standalone", is_flag=True, help="Run without peering (a single operator).")
+@click.option("--priority", type=int, default=0, show_default=True, help="Peering priority.")
+@click.option(
+    "--liveness", default=None, help="Liveness endpoint, e.g. http://0.0.0.0:8080/healthz"
+)
+@click.option(
+    "-n",
+    "--namespace",
+    "namespaces",
+    multiple=True,
+    help="Watch TaskSpecs and Tasks only in this namespace (repeatable; default: all).",
+)
+@click.option("--stage-events", is_flag=True, help="Post a Normal Event for every stage.")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logs.")
+def operator(
+    kubeconfig: str | None,
+    database_url: str | None,
+    component_config: str | None,
+    core_url: str | None,
+    peering: str | None,
+    standalone: bool,
+    priority: int,
+    liveness: str | None,
+    namespaces: tuple[str, ...],
+    stage_events: bool,
+    verbose: bool,
+) -> None:
+    """Watch Racks, OperationRules, TaskSpecs and Tasks, and run Tasks through NICo Core."""
+    import kopf
+
+    from nicoflow.controller import handlers
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    if not verbose:
+        # kopf reports every handled event at INFO: thousands of lines per run
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    if kubeconfig:
+        os.environ["KUBECONFIG"] = kubeconfig
+    handlers.OPTIONS.kubeconfig = kubeconfig
+    handlers.OPTIONS.database_url = database_url
+    handlers.OPTIONS.component_config = component_config
+    handlers.OPTIONS.core_url = core_url
+    handlers.OPTIONS.stage_events = stage_events
+    handlers.OPTIONS.namespaces = namespaces
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await kopf.operator(
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            standalone=standalone or None,
+            peering_name=peering,
+            priority=priority,
+            liveness_endpoint=liveness,
+            stop_flag=stop,
+        )
+
+    asyncio.run(main())

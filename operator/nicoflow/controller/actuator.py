@@ -1,0 +1,136 @@
+"""Carries out the engine's Calls through the component managers and turns
+their answers into the engine's Outcomes. Errors become data: a failed call
+is an Outcome with an error, never an exception that would lose the others."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from nicoflow.core.client import CoreError
+from nicoflow.core.managers.base import (
+    BringUpTaskInfo,
+    ExpectationInfo,
+    FirmwareControlTaskInfo,
+    ManagerError,
+    PowerControlTaskInfo,
+    Target,
+)
+from nicoflow.core.managers.registry import ManagerRegistry
+from nicoflow.core.managers.results import (
+    BringUpState,
+    ComponentResults,
+    FirmwareState,
+    PowerStatus,
+)
+from nicoflow.engine.plan import Call, CallKind, Observed, Options, Outcome, Result
+
+log = logging.getLogger(__name__)
+
+_POWER = {
+    PowerStatus.ON: Observed.ON,
+    PowerStatus.OFF: Observed.OFF,
+    PowerStatus.UNKNOWN: Observed.UNKNOWN,
+    PowerStatus.REBOOTING: Observed.POWERING_ON,
+    PowerStatus.POWERING_ON: Observed.POWERING_ON,
+    PowerStatus.POWERING_OFF: Observed.POWERING_OFF,
+}
+_FIRMWARE = {
+    FirmwareState.QUEUED: Observed.QUEUED,
+    FirmwareState.IN_PROGRESS: Observed.IN_PROGRESS,
+    FirmwareState.VERIFYING: Observed.VERIFYING,
+    FirmwareState.COMPLETED: Observed.COMPLETED,
+    FirmwareState.FAILED: Observed.FAILED,
+    FirmwareState.UNKNOWN: Observed.UNKNOWN,
+}
+_BRING_UP = {
+    BringUpState.NOT_DISCOVERED: Observed.NOT_DISCOVERED,
+    BringUpState.WAITING_FOR_INGESTION: Observed.WAITING_FOR_INGESTION,
+    BringUpState.INGESTION_MACHINE_NOT_CREATED: Observed.MACHINE_NOT_CREATED,
+    BringUpState.INGESTION_MACHINE_CREATED: Observed.MACHINE_CREATED,
+    BringUpState.UNKNOWN: Observed.UNKNOWN,
+}
+
+
+def _controls(results: ComponentResults) -> dict[str, Result]:
+    return {
+        cid: Result(Observed.OK) if r.ok else Result(Observed.FAILED, r.error)
+        for cid, r in results.items()
+    }
+
+
+class Actuator:
+    def __init__(self, managers: ManagerRegistry) -> None:
+        self.managers = managers
+
+    async def run(
+        self,
+        call: Call,
+        options: Options,
+        expectations: Mapping[str, Mapping[str, object]] | None = None,
+    ) -> Outcome:
+        try:
+            results = await self._dispatch(call, options, expectations or {})
+        except (CoreError, ManagerError) as exc:
+            log.warning(
+                "%s on %s %s failed: %s", call.kind, len(call.ids), call.addressed_type, exc
+            )
+            return Outcome(call, error=str(exc)[:512])
+        return Outcome(call, results)
+
+    async def _dispatch(
+        self, call: Call, options: Options, expectations: Mapping[str, Mapping[str, object]]
+    ) -> dict[str, Result]:
+        manager = self.managers.get_manager(call.addressed_type)
+        target = Target(call.addressed_type, call.ids)
+        key = call.key or ""
+        match call.kind:
+            case CallKind.POWER_CONTROL:
+                assert call.operation is not None
+                info = PowerControlTaskInfo(
+                    operation=call.operation,
+                    idempotency_key=key,
+                    override_readiness_check=options.override_readiness,
+                )
+                return _controls(await manager.power_control(target, info))
+            case CallKind.POWER_STATUS:
+                readings = await manager.get_power_status(target)
+                return {
+                    cid: Result(_POWER.get(r.state, Observed.UNKNOWN), r.error)
+                    for cid, r in readings.items()
+                }
+            case CallKind.FIRMWARE_CONTROL:
+                fw = FirmwareControlTaskInfo(
+                    idempotency_key=key,
+                    sub_targets=call.sub_targets,
+                    target_version=call.target_version,
+                    start=_ts(options.window_start),
+                    end=_ts(options.window_end),
+                    override_readiness_check=options.override_readiness,
+                )
+                return _controls(await manager.firmware_control(target, fw))
+            case CallKind.FIRMWARE_STATUS:
+                readings_fw = await manager.get_firmware_status(target)
+                return {cid: Result(_FIRMWARE[r.state], r.error) for cid, r in readings_fw.items()}
+            case CallKind.BRING_UP_CONTROL:
+                return _controls(await manager.bring_up_control(target, BringUpTaskInfo(key)))
+            case CallKind.BRING_UP_STATUS:
+                readings_bu = await manager.get_bring_up_status(target)
+                return {cid: Result(_BRING_UP[r.state], r.error) for cid, r in readings_bu.items()}
+            case CallKind.INJECT_EXPECTATION:
+                entries = tuple(expectations[cid] for cid in call.ids if cid in expectations)
+                info_ex = ExpectationInfo(idempotency_key=key, entries=entries)
+                return _controls(await manager.inject_expectation(target, info_ex))
+            case CallKind.FIRMWARE_CONSISTENCY:
+                report = await manager.verify_firmware_consistency(target)
+                state = Observed.OK if report.consistent else Observed.FAILED
+                problem = "; ".join(report.problems) or "firmware versions differ"
+                return {
+                    cid: Result(state, "" if report.consistent else problem) for cid in call.ids
+                }
+        raise ManagerError(f"unsupported call {call.kind}")  # pragma: no cover
+
+
+def _ts(seconds: int | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, tz=UTC)

@@ -1,0 +1,129 @@
+"""kopf handlers: thin adapters from watch events to the runtime.
+
+Tasks and TaskSpecs use event handlers only, so kopf writes nothing on them
+(no progress annotations, no finalizers): every write to a Task is one the
+task engine decided. Racks and OperationRules are few and use kopf's
+change handlers."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from nicoflow.controller import racks
+from nicoflow.controller.resources import GROUP, VERSION
+from nicoflow.controller.rules import rule_status
+from nicoflow.controller.runtime import Options, Runtime
+
+log = logging.getLogger(__name__)
+
+OPTIONS = Options()
+
+
+def _runtime(memo: Any) -> Runtime:
+    runtime: Runtime = memo.runtime
+    return runtime
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.posting.reporting_component = "nico-flow-operator"
+    settings.posting.level = logging.WARNING
+    settings.scanning.disabled = True
+    settings.watching.inactivity_timeout = 70
+    settings.networking.error_backoffs = [1, 1, 2, 3, 5, 8, 13, 21]
+    settings.execution.max_workers = 8
+    memo.runtime = await Runtime.create(OPTIONS)
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: Any, **_: Any) -> None:
+    runtime = getattr(memo, "runtime", None)
+    if runtime is not None:
+        await runtime.close()
+
+
+# -- Tasks and TaskSpecs ---------------------------------------------------------
+
+
+@kopf.on.event(GROUP, VERSION, "tasks")
+async def task_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+    _runtime(memo).tasks.observe(event.get("type") or "ADDED", dict(event["object"]))
+
+
+@kopf.on.event(GROUP, VERSION, "taskspecs")
+async def taskspec_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+    runtime = _runtime(memo)
+    etype = event.get("type") or "ADDED"
+    body: dict[str, Any] = dict(event["object"])
+    runtime.tasks.observe_taskspec(etype, body)
+    if etype != "DELETED":
+        try:
+            await runtime.taskspecs.reconcile(body)
+        except Exception:
+            # event handlers are not retried by kopf: log, and the next event
+            # (or the operator's restart) tries again
+            log.exception(
+                "taskspec %s/%s: reconcile failed",
+                body["metadata"].get("namespace"),
+                body["metadata"].get("name"),
+            )
+
+
+# -- OperationRules ---------------------------------------------------------------
+
+
+@kopf.on.event(GROUP, VERSION, "operationrules")
+async def rule_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+    _runtime(memo).rules.observe(event.get("type") or "ADDED", dict(event["object"]))
+
+
+@kopf.on.resume(GROUP, VERSION, "operationrules")
+@kopf.on.create(GROUP, VERSION, "operationrules")
+@kopf.on.update(GROUP, VERSION, "operationrules")
+async def rule_changed(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) -> None:
+    runtime = _runtime(memo)
+    obj = dict(body)
+    candidate = runtime.rules.observe("MODIFIED", obj)
+    if candidate is None:
+        return
+    status = rule_status(obj, candidate, runtime.rules.default_conflict(candidate))
+    patch.status.update(status)
+    if not candidate.valid:
+        kopf.warn(body, reason="InvalidDefinition", message=candidate.problem[:1000])
+
+
+# -- Racks ----------------------------------------------------------------------------
+
+
+@kopf.on.resume(GROUP, VERSION, "racks")
+@kopf.on.create(GROUP, VERSION, "racks")
+@kopf.on.update(GROUP, VERSION, "racks")
+async def rack_changed(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) -> None:
+    runtime = _runtime(memo)
+    status = await racks.mirror(runtime.sessions, dict(body))
+    patch.status.update(status)
+
+
+@kopf.on.delete(GROUP, VERSION, "racks")
+async def rack_deleted(body: kopf.Body, memo: Any, **_: Any) -> None:
+    await racks.forget(_runtime(memo).sessions, body["metadata"]["name"])
+
+
+@kopf.on.probe(id="tasks")
+def tasks_probe(memo: Any, **_: Any) -> dict[str, int]:
+    runtime = getattr(memo, "runtime", None)
+    if runtime is None:
+        return {}
+    entries = runtime.tasks.entries.values()
+    return {
+        "known": len(entries),
+        "running": sum(1 for e in entries if e.runner is not None),
+    }

@@ -1,0 +1,120 @@
+"""Everything the operator's handlers share, created on kopf's event loop at
+start-up (gRPC channels and the database pool are bound to the loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from nicoflow.controller.actuator import Actuator
+from nicoflow.controller.rules import RuleCache
+from nicoflow.controller.tasks import Settings, TaskManager
+from nicoflow.controller.taskspecs import TaskSpecController
+from nicoflow.core.client import CoreClient
+from nicoflow.core.config import ComponentManagerConfig, load_config
+from nicoflow.core.managers.registry import ManagerRegistry, core_settings
+from nicoflow.core.readiness import ComponentStatus
+from nicoflow.domain.targets import InventoryRack
+from nicoflow.domain.types import OperationType
+from nicoflow.inventory import queries
+from nicoflow.inventory.db import make_async_engine, make_async_session_factory
+from nicoflow.kube.client import KubeClient
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Options:
+    kubeconfig: str | None = None
+    database_url: str | None = None
+    component_config: str | None = None
+    core_url: str | None = None
+    stage_events: bool = False
+    namespaces: tuple[str, ...] = ()
+    ttl_sweep_seconds: float = 30.0
+
+
+@dataclass
+class Runtime:
+    kube: KubeClient
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    core: CoreClient | None
+    managers: ManagerRegistry
+    rules: RuleCache
+    tasks: TaskManager
+    taskspecs: TaskSpecController
+    _background: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    async def create(cls, opts: Options) -> Runtime:
+        kube = KubeClient.from_env(opts.kubeconfig)
+        engine = make_async_engine(opts.database_url, pool_size=10, max_overflow=10)
+        sessions = make_async_session_factory(engine)
+        config: ComponentManagerConfig = load_config(opts.component_config).config
+        core: CoreClient | None = None
+        if config.required_providers():
+            settings = core_settings(config, target=opts.core_url)
+            core = await CoreClient.connect(settings)
+        managers = ManagerRegistry.build(config, core=core)
+        rules = RuleCache()
+
+        async def statuses(ids: list[str]) -> dict[str, ComponentStatus]:
+            async with sessions() as session:
+                found = await queries.component_statuses(session, ids)
+            return {
+                cid: ComponentStatus(
+                    phase=str(phase),
+                    blocked_operations=frozenset(OperationType(b) for b in blocked),
+                )
+                for cid, (phase, _reason, blocked) in found.items()
+            }
+
+        async def archive(body: dict[str, Any]) -> None:
+            async with sessions() as session, session.begin():
+                await queries.archive_task(session, body)
+
+        async def load_inventory(targets: dict[str, Any]) -> Sequence[InventoryRack]:
+            async with sessions() as session:
+                return await queries.load_for_targets(session, targets)
+
+        tasks = TaskManager(
+            kube,
+            Actuator(managers),
+            namespaces=opts.namespaces,
+            statuses=statuses,
+            archive=archive,
+            settings=Settings(stage_events=opts.stage_events),
+        )
+        taskspecs = TaskSpecController(kube, tasks, load_inventory, rules.candidates)
+        tasks.on_change = taskspecs.mark
+        runtime = cls(kube, engine, sessions, core, managers, rules, tasks, taskspecs)
+        runtime._background.append(asyncio.ensure_future(tasks.sync()))
+        runtime._background.append(asyncio.ensure_future(runtime._sweep(opts.ttl_sweep_seconds)))
+        return runtime
+
+    async def _sweep(self, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.taskspecs.expire()
+            except Exception as exc:
+                log.warning("TTL sweep failed: %s", exc)
+
+    async def close(self) -> None:
+        for t in self._background:
+            t.cancel()
+        await self.tasks.close()
+        for t in self._background:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        await self.kube.close()
+        if self.core is not None:
+            await self.core.close()
+        await self.engine.dispose()

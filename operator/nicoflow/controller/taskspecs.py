@@ -1,0 +1,391 @@
+"""TaskSpec: resolve targets once, create one Task per rack, and keep a Job-like
+summary of those Tasks in status (debounced: one write per change burst, not
+one per Task transition)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from nicoflow.api.task_spec import TaskSpecPhase, TaskSpecSpec
+from nicoflow.controller import events
+from nicoflow.controller.resources import (
+    LABEL_OPERATION,
+    LABEL_RACK,
+    LABEL_TASKSPEC,
+    TASKS,
+    TASKSPECS,
+    task_name,
+)
+from nicoflow.controller.tasks import Key, TaskManager
+from nicoflow.domain.rule_selection import RuleCandidate, RuleChoiceError, select_rule
+from nicoflow.domain.targets import InventoryComponent, InventoryRack, resolve_targets
+from nicoflow.domain.types import TaskPhase
+from nicoflow.kube.client import ApiError, Conflict, KubeClient, NotFound
+
+log = logging.getLogger(__name__)
+
+InventoryLoader = Callable[[dict[str, Any]], Awaitable[Sequence[InventoryRack]]]
+RuleSource = Callable[[], Sequence[RuleCandidate]]
+
+MAX_ERRORS = 64
+MAX_LISTED = 4096
+FLUSH_SECONDS = 0.5
+# Racks and a TaskSpec applied together (one kubectl apply, one Argo CD sync)
+# reach the operator in any order: unresolved targets are retried this long
+# before the TaskSpec proceeds without them.
+RESOLVE_GRACE = timedelta(seconds=30)
+RESOLVE_RETRY = 2.0
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ts(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class TaskSpecController:
+    def __init__(
+        self,
+        kube: KubeClient,
+        tasks: TaskManager,
+        load_inventory: InventoryLoader,
+        rules: RuleSource,
+        *,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        self.kube = kube
+        self.tasks = tasks
+        self.load_inventory = load_inventory
+        self.rules = rules
+        self.clock = clock
+        self._dirty: set[Key] = set()
+        self._written: dict[Key, dict[str, Any]] = {}
+        self._locks: dict[Key, asyncio.Lock] = {}
+        self._flusher: asyncio.Task[None] | None = None
+        self._retries: set[asyncio.Task[None]] = set()
+
+    # -- creation ----------------------------------------------------------------
+
+    async def reconcile(self, body: dict[str, Any]) -> None:
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        if meta.get("deletionTimestamp"):
+            return
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            status = body.get("status") or {}
+            if status.get("racks") is not None or status.get("phase") == TaskSpecPhase.FAILED:
+                self.mark(key)
+                return
+            await self._resolve_and_create(body)
+
+    async def _resolve_and_create(self, body: dict[str, Any]) -> None:
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        spec = TaskSpecSpec.model_validate(body["spec"])
+        targets = body["spec"]["targets"]
+        now = self.clock()
+        racks = await self.load_inventory(targets)
+        resolution = resolve_targets(targets, racks)
+        created_at = meta.get("creationTimestamp")
+        age = now - (
+            datetime.fromisoformat(created_at.replace("Z", "+00:00")) if created_at else now
+        )
+        if resolution.errors and age < RESOLVE_GRACE:
+            asyncio.get_running_loop().call_later(RESOLVE_RETRY, self._retry, key)
+            return
+        errors: list[dict[str, str]] = [
+            {"target": t[:256], "message": m[:1024]} for t, m in resolution.errors
+        ]
+        by_name = {r.name: r for r in racks}
+        candidates = self.rules()
+        created: list[dict[str, str]] = []
+        for rack_name, components in sorted(resolution.per_rack.items()):
+            rack = by_name[rack_name]
+            usable = [c for c in components if c.core_id]
+            for c in components:
+                if not c.core_id:
+                    errors.append(
+                        {
+                            "target": f"{rack_name}/{c.name}",
+                            "message": f"{c.type.value} {c.name} (serial {c.serial}) has no NICo "
+                            "Core id yet; set coreId on the Rack or wait for inventory sync",
+                        }
+                    )
+            if not usable:
+                continue
+            ref = spec.rule_ref.name if spec.rule_ref else None
+            choice = select_rule(spec.operation, rack.labels, ref, candidates)
+            if isinstance(choice, RuleChoiceError):
+                errors.append({"target": rack_name, "message": choice.message[:1024]})
+                continue
+            task = self._task_body(body, spec, rack, usable, choice)
+            name = task["metadata"]["name"]
+            # created before an operator restart: names are deterministic
+            with contextlib.suppress(Conflict):
+                await self.kube.create(TASKS, task, key[0])
+            created.append({"name": name, "rack": rack_name, "phase": TaskPhase.PENDING.value})
+        status: dict[str, Any] = {
+            "observedGeneration": meta.get("generation"),
+            "racks": len(created),
+            "startTime": _ts(now),
+            "resolutionErrors": errors[:MAX_ERRORS] or None,
+        }
+        if not created:
+            message = "no Task created: " + (
+                "; ".join(e["message"] for e in errors[:3]) or "the targets matched nothing"
+            )
+            status.update(
+                phase=TaskSpecPhase.FAILED.value,
+                message=message[:1024],
+                completionTime=_ts(now),
+                conditions=[
+                    _condition("Resolved", "False", "NothingResolved", message, now, meta),
+                    _condition("Failed", "True", "ResolutionFailed", message, now, meta),
+                ],
+            )
+            await events.post(self.kube, body, "Warning", "ResolutionFailed", message)
+        else:
+            note = f"{len(created)} Tasks created"
+            if errors:
+                note += f"; {len(errors)} targets did not resolve (see resolutionErrors)"
+            status.update(
+                phase=TaskSpecPhase.PENDING.value,
+                message=note,
+                tasks=created[:MAX_LISTED],
+                tasksTruncated=len(created) > MAX_LISTED or None,
+                conditions=[_condition("Resolved", "True", "TargetsResolved", note, now, meta)],
+            )
+            await events.post(self.kube, body, "Normal", "TasksCreated", note)
+        await self.kube.patch_status(TASKSPECS, meta["name"], status, key[0])
+        self._written[key] = status
+        self.mark(key)
+
+    def _task_body(
+        self,
+        owner: dict[str, Any],
+        spec: TaskSpecSpec,
+        rack: InventoryRack,
+        components: list[InventoryComponent],
+        choice: Any,
+    ) -> dict[str, Any]:
+        meta = owner["metadata"]
+        groups: dict[str, list[dict[str, str]]] = {}
+        for c in components:
+            ref = {"name": c.name or c.serial, "serial": c.serial, "coreId": c.core_id or ""}
+            groups.setdefault(c.type.value, []).append(ref)
+        task_spec: dict[str, Any] = {
+            "taskSpecName": meta["name"],
+            "rack": rack.name,
+            "operation": spec.operation.value,
+            "components": [{"type": t, "ids": ids} for t, ids in groups.items()],
+            "rule": {
+                "name": choice.name,
+                "source": choice.source.value,
+                "reason": choice.reason[:1024],
+                "definition": choice.definition.to_crd(),
+            },
+            "conflictStrategy": spec.conflict_strategy.value,
+            "queueTimeoutSeconds": spec.queue_timeout_seconds,
+        }
+        if spec.options is not None:
+            task_spec["options"] = spec.options.to_k8s()
+        return {
+            "apiVersion": TASKS.api_version,
+            "kind": TASKS.kind,
+            "metadata": {
+                "name": task_name(meta["name"], rack.name),
+                "namespace": meta["namespace"],
+                "labels": {
+                    LABEL_RACK: rack.name,
+                    LABEL_OPERATION: spec.operation.value,
+                    LABEL_TASKSPEC: meta["name"],
+                },
+                "ownerReferences": [
+                    {
+                        "apiVersion": TASKSPECS.api_version,
+                        "kind": TASKSPECS.kind,
+                        "name": meta["name"],
+                        "uid": meta["uid"],
+                        "controller": True,
+                        "blockOwnerDeletion": True,
+                    }
+                ],
+            },
+            "spec": task_spec,
+            "status": {"phase": TaskPhase.PENDING.value},
+        }
+
+    def _retry(self, key: Key) -> None:
+        body = self.tasks.taskspecs.get(key)
+        if body is not None:
+            task = asyncio.ensure_future(self._reconcile_logged(body))
+            self._retries.add(task)
+            task.add_done_callback(self._retries.discard)
+
+    async def _reconcile_logged(self, body: dict[str, Any]) -> None:
+        try:
+            await self.reconcile(body)
+        except Exception:
+            log.exception("taskspec %s/%s: reconcile failed", *_key(body))
+
+    # -- summary -----------------------------------------------------------------
+
+    def mark(self, key: Key) -> None:
+        self._dirty.add(key)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.ensure_future(self._flush_soon())
+
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(FLUSH_SECONDS)
+        while self._dirty:
+            keys = list(self._dirty)
+            self._dirty.clear()
+            for key in keys:
+                try:
+                    await self._summarize(key)
+                except NotFound:
+                    self._written.pop(key, None)
+                except (ApiError, OSError) as exc:
+                    log.warning("taskspec %s/%s: status write failed: %s", *key, exc)
+                    self._dirty.add(key)
+                    await asyncio.sleep(1)
+
+    async def _summarize(self, key: Key) -> None:
+        body = self.tasks.taskspecs.get(key)
+        if body is None:
+            return
+        meta, spec = body["metadata"], body.get("spec") or {}
+        prev = body.get("status") or {}
+        if prev.get("racks") is None:
+            return  # not resolved yet; reconcile writes the first status
+        entries = sorted(self.tasks.tasks_of(key), key=lambda e: e.key)
+        counts = dict.fromkeys(TaskPhase, 0)
+        for e in entries:
+            counts[e.phase] += 1
+        total = prev.get("racks") or len(entries)
+        now = self.clock()
+        finished = (
+            counts[TaskPhase.SUCCEEDED] + counts[TaskPhase.FAILED] + counts[TaskPhase.CANCELLED]
+        )
+        done = total > 0 and finished >= total and len(entries) >= total
+        conditions = [c for c in prev.get("conditions") or [] if c["type"] == "Resolved"]
+        if done:
+            if counts[TaskPhase.FAILED]:
+                phase = TaskSpecPhase.FAILED
+                msg = f"{counts[TaskPhase.FAILED]} of {total} racks failed"
+                reason = "TasksFailed"
+                max_failed = spec.get("maxFailedRacks")
+                if max_failed is not None and counts[TaskPhase.FAILED] > max_failed:
+                    reason = "MaxFailedRacksExceeded"
+                conditions.append(_condition("Failed", "True", reason, msg, now, meta, prev))
+            elif counts[TaskPhase.CANCELLED]:
+                phase = TaskSpecPhase.CANCELLED
+                msg = f"cancelled; {counts[TaskPhase.SUCCEEDED]} of {total} racks had succeeded"
+                conditions.append(
+                    _condition("Cancelled", "True", "Cancelled", msg, now, meta, prev)
+                )
+            else:
+                phase = TaskSpecPhase.COMPLETE
+                msg = f"all {total} racks succeeded"
+                conditions.append(
+                    _condition("Complete", "True", "AllTasksSucceeded", msg, now, meta, prev)
+                )
+        elif spec.get("suspend"):
+            phase = TaskSpecPhase.SUSPENDED
+            msg = "suspended: Tasks not yet started are held"
+            conditions.append(_condition("Suspended", "True", "Suspended", msg, now, meta, prev))
+        else:
+            phase = (
+                TaskSpecPhase.RUNNING
+                if counts[TaskPhase.RUNNING] or finished
+                else TaskSpecPhase.PENDING
+            )
+            msg = f"{counts[TaskPhase.RUNNING]} running, {finished} of {total} finished"
+        status: dict[str, Any] = {
+            "observedGeneration": meta.get("generation"),
+            "phase": phase.value,
+            "message": msg,
+            "pending": counts[TaskPhase.PENDING],
+            "waiting": counts[TaskPhase.WAITING],
+            "running": counts[TaskPhase.RUNNING],
+            "succeeded": counts[TaskPhase.SUCCEEDED],
+            "failed": counts[TaskPhase.FAILED],
+            "cancelled": counts[TaskPhase.CANCELLED],
+            "tasks": [
+                {"name": e.key[1], "rack": e.rack, "phase": e.phase.value}
+                for e in entries[:MAX_LISTED]
+            ],
+            "conditions": conditions,
+            "completionTime": prev.get("completionTime") or (_ts(now) if done else None),
+        }
+        if all(
+            prev.get(k) == v for k, v in status.items() if k != "conditions"
+        ) and _same_conditions(prev.get("conditions") or [], conditions):
+            return
+        if self._written.get(key) == status:
+            return
+        updated = await self.kube.patch_status(TASKSPECS, meta["name"], status, key[0])
+        self._written[key] = status
+        self.tasks.taskspecs[key] = updated
+        if done and prev.get("phase") != phase.value:
+            etype = "Normal" if phase is TaskSpecPhase.COMPLETE else "Warning"
+            await events.post(self.kube, body, etype, phase.value, msg)
+
+    async def expire(self) -> None:
+        """Delete finished TaskSpecs past ttlSecondsAfterFinished (their Tasks
+        go with them; the history stays in PostgreSQL)."""
+        now = self.clock()
+        for key, body in list(self.tasks.taskspecs.items()):
+            ttl = (body.get("spec") or {}).get("ttlSecondsAfterFinished")
+            done_at = (body.get("status") or {}).get("completionTime")
+            if ttl is None or not done_at:
+                continue
+            finished = datetime.fromisoformat(done_at.replace("Z", "+00:00"))
+            if now >= finished + timedelta(seconds=ttl):
+                try:
+                    await self.kube.delete(TASKSPECS, key[1], key[0])
+                    log.info("taskspec %s/%s expired after %ss", *key, ttl)
+                except NotFound:
+                    pass
+
+
+def _key(body: dict[str, Any]) -> Key:
+    return (body["metadata"].get("namespace", ""), body["metadata"].get("name", ""))
+
+
+def _condition(
+    ctype: str,
+    status: str,
+    reason: str,
+    message: str,
+    now: datetime,
+    meta: dict[str, Any],
+    prev: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    since = _ts(now)
+    for c in (prev or {}).get("conditions") or []:
+        if c.get("type") == ctype and c.get("status") == status:
+            since = c.get("lastTransitionTime", since)
+    return {
+        "type": ctype,
+        "status": status,
+        "reason": reason,
+        "message": message[:32768],
+        "lastTransitionTime": since,
+        "observedGeneration": meta.get("generation"),
+    }
+
+
+def _same_conditions(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
+    def norm(cs: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
+        return sorted((c["type"], c["status"], c["reason"], c.get("message", "")) for c in cs)
+
+    return norm(a) == norm(b)
