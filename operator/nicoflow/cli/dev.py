@@ -19,7 +19,7 @@ _dir_option = click.option(
     "root",
     type=click.Path(path_type=Path, file_okay=False),
     default=stack.default_dir,
-    show_default="~/.cache/nico-flow/dev",
+    show_default="$TMPDIR/nico-flow-dev-UID",
     help="Where the stack keeps its state, data and logs.",
 )
 

@@ -77,7 +77,7 @@ class Postgres:
             uid, gid = pwd.getpwnam(user).pw_uid, pwd.getpwnam(user).pw_gid
             os.chown(self.workdir, uid, gid)
         if not (self.data_dir / "PG_VERSION").exists():
-            subprocess.run(
+            result = subprocess.run(
                 [
                     str(bins / "initdb"),
                     "-D",
@@ -90,10 +90,12 @@ class Postgres:
                     "UTF8",
                     "--no-sync",
                 ],
-                check=True,
                 capture_output=True,
+                text=True,
                 user=user,
             )
+            if result.returncode != 0:
+                raise RuntimeError(f"initdb failed in {self.data_dir}: {result.stderr.strip()}")
         self.port = self.port or free_port()
         argv = [
             str(bins / "postgres"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -16,11 +17,13 @@ from nicoflow.devstack.processes import stop_pid
 
 
 def default_dir() -> Path:
-    # Outside the repository and short: PostgreSQL's socket path has a length limit.
+    """Outside the repository, short (PostgreSQL's socket path has a length
+    limit) and reachable by the postgres user when we run as root, which a
+    home directory under /root is not."""
     base = os.environ.get("NICO_FLOW_DEV_DIR")
     if base:
         return Path(base)
-    return Path.home() / ".cache" / "nico-flow" / "dev"
+    return Path(tempfile.gettempdir()) / f"nico-flow-dev-{os.getuid()}"
 
 
 @dataclass
@@ -43,9 +46,32 @@ def load(root: Path) -> StackState | None:
     if not path.exists():
         return None
     state = StackState(**json.loads(path.read_text()))
-    if not all(_alive(pid) for pid in state.pids.values()):
+    if not all(_alive(pid) for name, pid in state.pids.items() if name in CORE_SERVICES):
         return None
     return state
+
+
+CORE_SERVICES = ("etcd", "kube-apiserver", "kube-controller-manager", "postgres")
+
+
+def record_services(root: Path, pids: dict[str, int]) -> None:
+    """Add processes started for the demo, so `flow dev down` stops them too."""
+    path = _state_file(root)
+    data = json.loads(path.read_text())
+    data["pids"].update(pids)
+    path.write_text(json.dumps(data, indent=2))
+
+
+def stop_services(root: Path, names: tuple[str, ...]) -> None:
+    path = _state_file(root)
+    if not path.exists():
+        return
+    data = json.loads(path.read_text())
+    for name in names:
+        pid = data["pids"].pop(name, None)
+        if pid is not None and _alive(pid):
+            stop_pid(pid)
+    path.write_text(json.dumps(data, indent=2))
 
 
 def up(root: Path) -> StackState:
@@ -84,7 +110,14 @@ def down(root: Path) -> bool:
     if not path.exists():
         return False
     pids: dict[str, int] = json.loads(path.read_text()).get("pids", {})
-    order = ["kube-controller-manager", "kube-apiserver", "etcd", "postgres"]
+    order = [
+        "operator",
+        "simulator",
+        "kube-controller-manager",
+        "kube-apiserver",
+        "etcd",
+        "postgres",
+    ]
     for name in sorted(pids, key=lambda n: order.index(n) if n in order else -1):
         stop_pid(pids[name])
     path.unlink()
