@@ -56,7 +56,8 @@ def run_demo(root: Path, racks: int = RACKS) -> None:
     )
     with console.status(f"starting flow simulator ({racks} GB200 NVL72 racks) and flow operator"):
         flow.start()
-    assert flow.simulator is not None and flow.operator is not None
+    assert flow.simulator is not None
+    assert flow.operator is not None
     stack.record_services(root, {"simulator": flow.simulator.pid, "operator": flow.operator.pid})
     console.print(
         f"[bold]NICo Core simulator[/] {flow.core_address}   "
