@@ -23,7 +23,7 @@ from nicoflow.api.taskstatus import TaskStatus
 from nicoflow.controller import events
 from nicoflow.controller.actuator import Actuator
 from nicoflow.controller.plans import footprint, plan_from_task, status_of, status_patch, task_spec
-from nicoflow.controller.resources import TASKS
+from nicoflow.controller.resources import TASKS, TASKSPECS
 from nicoflow.core.readiness import ComponentStatus, check_readiness, gated_operation
 from nicoflow.domain.conflicts import Queue, Reject, Start, Waiting, admit, promotable
 from nicoflow.domain.types import TaskPhase
@@ -115,6 +115,10 @@ class TaskManager:
         """Seed from a full LIST before admitting anything: admission must see
         every running Task on a rack, not only those watched so far."""
         for namespace in self.namespaces or (None,):
+            # TaskSpecs first: their suspend and rollout limits gate admission
+            async for body in self.kube.iter(TASKSPECS, namespace):
+                key = (body["metadata"]["namespace"], body["metadata"]["name"])
+                self.taskspecs.setdefault(key, body)
             async for body in self.kube.iter(TASKS, namespace):
                 self._store(body)
         self._synced.set()
