@@ -40,6 +40,20 @@ import click
     help="Watch TaskSpecs and Tasks only in this namespace (repeatable; default: all).",
 )
 @click.option("--stage-events", is_flag=True, help="Post a Normal Event for every stage.")
+@click.option(
+    "--resolve-grace",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds a TaskSpec waits for targets that do not resolve yet (Racks applied with it).",
+)
+@click.option(
+    "--ttl-sweep",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds between checks for TaskSpecs past ttlSecondsAfterFinished.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logs.")
 def operator(
     kubeconfig: str | None,
@@ -52,6 +66,8 @@ def operator(
     liveness: str | None,
     namespaces: tuple[str, ...],
     stage_events: bool,
+    resolve_grace: float,
+    ttl_sweep: float,
     verbose: bool,
 ) -> None:
     """Watch Racks, OperationRules, TaskSpecs and Tasks, and run Tasks through NICo Core."""
@@ -75,6 +91,8 @@ def operator(
     handlers.OPTIONS.core_url = core_url
     handlers.OPTIONS.stage_events = stage_events
     handlers.OPTIONS.namespaces = namespaces
+    handlers.OPTIONS.resolve_grace_seconds = resolve_grace
+    handlers.OPTIONS.ttl_sweep_seconds = ttl_sweep
 
     async def main() -> None:
         stop = asyncio.Event()

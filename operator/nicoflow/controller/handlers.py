@@ -107,9 +107,7 @@ async def rule_changed(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) 
 @kopf.on.create(GROUP, VERSION, "racks")
 @kopf.on.update(GROUP, VERSION, "racks")
 async def rack_changed(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) -> None:
-    runtime = _runtime(memo)
-    status = await racks.mirror(runtime.sessions, dict(body))
-    patch.status.update(status)
+    await racks.mirror(_runtime(memo).sessions, dict(body), patch)
 
 
 @kopf.on.delete(GROUP, VERSION, "racks")

@@ -32,21 +32,24 @@ def _condition(
 
 
 async def mirror(
-    sessions: async_sessionmaker[AsyncSession], body: dict[str, Any]
-) -> dict[str, Any]:
-    """Upsert the Rack into the inventory; returns the status to write."""
+    sessions: async_sessionmaker[AsyncSession], body: dict[str, Any], patch: kopf.Patch
+) -> None:
+    """Upsert the Rack into the inventory and summarise it in status."""
     name = body["metadata"]["name"]
     try:
         async with sessions() as session, session.begin():
             await inventory_mirror.upsert_rack(session, body)
     except inventory_mirror.MirrorError as exc:
         # a person must fix the spec (or the other rack); retrying cannot help
-        raise kopf.PermanentError(f"rack {name}: {exc}") from exc
+        patch.status["observedGeneration"] = body["metadata"].get("generation")
+        patch.status["conditions"] = [
+            _condition(body, "InventorySynced", "False", "InvalidInventory", str(exc)[:1024])
+        ]
+        raise kopf.PermanentError(str(exc)) from exc
     async with sessions() as session:
         summary = await inventory_mirror.rack_summary(session, name)
-    if summary is None:  # deleted meanwhile
-        return {}
-    return summary_status(body, summary)
+    if summary is not None:  # None: deleted meanwhile
+        patch.status.update(summary_status(body, summary))
 
 
 def summary_status(body: dict[str, Any], summary: inventory_mirror.RackSummary) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -38,6 +39,7 @@ class Options:
     stage_events: bool = False
     namespaces: tuple[str, ...] = ()
     ttl_sweep_seconds: float = 30.0
+    resolve_grace_seconds: float = 30.0
 
 
 @dataclass
@@ -92,7 +94,13 @@ class Runtime:
             archive=archive,
             settings=Settings(stage_events=opts.stage_events),
         )
-        taskspecs = TaskSpecController(kube, tasks, load_inventory, rules.candidates)
+        taskspecs = TaskSpecController(
+            kube,
+            tasks,
+            load_inventory,
+            rules.candidates,
+            resolve_grace=timedelta(seconds=opts.resolve_grace_seconds),
+        )
         tasks.on_change = taskspecs.mark
         runtime = cls(kube, engine, sessions, core, managers, rules, tasks, taskspecs)
         runtime._background.append(asyncio.ensure_future(tasks.sync()))

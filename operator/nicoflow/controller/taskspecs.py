@@ -59,12 +59,14 @@ class TaskSpecController:
         rules: RuleSource,
         *,
         clock: Callable[[], datetime] = _now,
+        resolve_grace: timedelta = RESOLVE_GRACE,
     ) -> None:
         self.kube = kube
         self.tasks = tasks
         self.load_inventory = load_inventory
         self.rules = rules
         self.clock = clock
+        self.resolve_grace = resolve_grace
         self._dirty: set[Key] = set()
         self._written: dict[Key, dict[str, Any]] = {}
         self._locks: dict[Key, asyncio.Lock] = {}
@@ -98,7 +100,7 @@ class TaskSpecController:
         age = now - (
             datetime.fromisoformat(created_at.replace("Z", "+00:00")) if created_at else now
         )
-        if resolution.errors and age < RESOLVE_GRACE:
+        if resolution.errors and age < self.resolve_grace:
             asyncio.get_running_loop().call_later(RESOLVE_RETRY, self._retry, key)
             return
         errors: list[dict[str, str]] = [
@@ -140,7 +142,8 @@ class TaskSpecController:
         }
         if not created:
             message = "no Task created: " + (
-                "; ".join(e["message"] for e in errors[:3]) or "the targets matched nothing"
+                "; ".join(f"{e['target']}: {e['message']}" for e in errors[:3])
+                or "the targets matched nothing"
             )
             status.update(
                 phase=TaskSpecPhase.FAILED.value,
