@@ -10,6 +10,9 @@ from nicoflow.core.config import (
     parse_config,
 )
 from nicoflow.core.durations import format_duration, parse_duration
+from nicoflow.core.managers.base import Capability, ManagerError, UnsupportedCapability
+from nicoflow.core.managers.mock import MockManager
+from nicoflow.core.managers.registry import ManagerRegistry
 from nicoflow.domain.types import ComponentType as CT
 
 
@@ -97,6 +100,35 @@ def test_durations_in_go_syntax() -> None:
             "manager_configs: {compute: {nicolegacy: {compute_power_delay: 1s}}}",
             "manager_configs.compute.nicolegacy is set but compute uses nico",
         ),
+        (
+            "component_managers: {compute: nicolegacy}\n"
+            "manager_configs: {compute: {nicolegacy: {power_delay: 1s}}}",
+            "manager_configs.compute.nicolegacy.power_delay: Extra inputs are not permitted",
+        ),
+        (
+            "component_managers: {compute: nico}\nmanager_configs: {compute: {nico: {}}}",
+            "manager_configs.compute.nico: Extra inputs are not permitted",
+        ),
+        (
+            "component_managers: {nvswitch: nico}\nmanager_configs: {nvswitch: {nico: {}}}",
+            "manager_configs.nvswitch: Extra inputs are not permitted",
+        ),
+        ("providers: {psm: {timeout: 1s}}", "providers.psm: Extra inputs are not permitted"),
+        (
+            "manager_configs: {compute: {nicolegacy: {compute_power_delay: 1s}}}",
+            "manager_configs.compute.nicolegacy is set but compute uses no manager",
+        ),
+        (
+            "component_managers: {compute: nicolegacy}\n"
+            "manager_configs: {compute: {nicolegacy: {compute_power_delay: -1}}}",
+            "compute_power_delay: duration must not be negative",
+        ),
+        (
+            "component_managers: {powershelf: psm}",
+            "unknown powershelf component manager 'psm'; expected one of: mock, nico",
+        ),
+        ("component_managers: {compute: [nico]}", "component_managers.compute: Input should be"),
+        ("component_managers: nico", "component_managers: Input should be a valid dictionary"),
         ("- a\n- b", "expected a mapping at the top level"),
         ("component_managers: [", "not valid YAML"),
     ],
@@ -149,3 +181,23 @@ def test_parse_duration_rejects(bad: object) -> None:
 def test_format_duration_round_trips() -> None:
     for seconds in (2.0, 60.0, 90.0, 3723.0, 0.25):
         assert parse_duration(format_duration(seconds)) == pytest.approx(seconds)
+
+
+def test_registry_refuses_nico_managers_without_a_core_client() -> None:
+    cfg = parse_config("component_managers: {compute: mock, nvswitch: nico}")
+    with pytest.raises(ManagerError, match=r"nvswitch/nico needs the nico provider"):
+        ManagerRegistry.build(cfg, core=None)
+
+
+def test_registry_answers_for_configured_types_only() -> None:
+    registry = ManagerRegistry.build(parse_config("component_managers: {compute: mock}"), core=None)
+    assert isinstance(registry.get_manager(CT.COMPUTE), MockManager)
+    assert registry.find_manager(CT.NVSWITCH) is None
+    with pytest.raises(
+        ManagerError,
+        match=r"no component manager is configured for nvswitch \(configured: compute\)",
+    ):
+        registry.get_manager(CT.NVSWITCH)
+    with pytest.raises(UnsupportedCapability, match="compute/mock does not support"):
+        registry.check_capability(CT.COMPUTE, Capability.FIRMWARE_CONSISTENCY_CHECK)
+    assert registry.get_capable_manager(CT.COMPUTE, Capability.POWER_CONTROL) is not None

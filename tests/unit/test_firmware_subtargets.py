@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from nicoflow._proto.nico import forge_pb2 as f
+from nicoflow.core.managers.base import ManagerError
 from nicoflow.core.managers.subtargets import SubTargetError, allowed_names, parse_subtargets
 from nicoflow.domain.types import ComponentType as CT
 
@@ -86,3 +87,9 @@ def test_types_without_firmware_sub_targets() -> None:
     assert parse_subtargets(CT.CDU, []).components == ()
     with pytest.raises(SubTargetError, match="cdu components have no firmware sub-targets"):
         parse_subtargets(CT.CDU, ["bmc"])
+
+
+def test_subtarget_error_is_a_manager_error() -> None:
+    # Callers turn ManagerErrors into per-call results; a bad name must not escape them.
+    with pytest.raises(ManagerError, match="allowed: pmc, psu"):
+        parse_subtargets(CT.POWERSHELF, ["bmc"])

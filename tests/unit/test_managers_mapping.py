@@ -322,6 +322,14 @@ def test_consistency_report() -> None:
     assert "s2: differs from s1 in cpld" in differ.problems
 
 
+def test_consistency_report_names_the_odd_one_out() -> None:
+    # The differing switch sorts first; the majority's versions are the reference.
+    report = consistency_report(
+        {"a": {"bmc": "2"}, "b": {"bmc": "1"}, "c": {"bmc": "1"}, "d": {"bmc": "1"}}
+    )
+    assert report.problems == ("a: differs from b in bmc",)
+
+
 def test_ingestion_states() -> None:
     assert ingestion_state(f.NotDiscovered) == BU.NOT_DISCOVERED
     assert ingestion_state(f.WaitingForIngestion) == BU.WAITING_FOR_INGESTION

@@ -435,3 +435,25 @@ def test_describe_and_lookup_by_any_key() -> None:
     assert d["power"] == "on"
     assert d["state"] == "Ready"
     assert d["dpus"] == [x.id for x in host.dpus]
+
+
+def test_core_power_manager_drives_a_host_to_its_desired_state() -> None:
+    world, clock = make()
+    _, _, hosts = rack_nodes(world)
+    host = hosts[0]
+    world.set_desired_power(host, False)  # desired Off, nothing commanded yet
+    clock.advance(29.0)
+    assert world.power(host) is Power.ON  # the power manager has not acted yet
+    clock.advance(1.0)
+    assert world.power(host) is Power.POWERING_OFF
+    clock.advance(SETTINGS.power_latency)
+    assert world.power(host) is Power.OFF
+
+
+def test_power_manager_cannot_power_a_host_without_input_power() -> None:
+    world, clock = make()
+    shelves, _, hosts = rack_nodes(world)
+    for shelf in shelves:
+        world.power_command(shelf, PowerAction.FORCE_OFF)
+    clock.advance(60.0)
+    assert world.power(hosts[0]) is Power.OFF  # desired On, but the rack is unfed

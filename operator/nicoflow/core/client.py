@@ -321,9 +321,26 @@ class CoreClient:
                     await self._sleep(delay)
                     continue
                 details = exc.details() or ""
+                details += self._connection_hint(code, details)
                 if code == grpc.StatusCode.DEADLINE_EXCEEDED:
                     raise CoreDeadlineExceeded(method, seconds, details, attempt) from exc
                 raise CoreError(method, code, details, attempt) from exc
+
+    def _connection_hint(self, code: grpc.StatusCode, details: str) -> str:
+        """Why a plaintext connection may have been dropped: gRPC only says the
+        socket closed when the server wanted a TLS handshake."""
+        if (
+            self._settings.tls is None
+            and code == grpc.StatusCode.UNAVAILABLE
+            and "failed to connect" in details
+            and "refused" not in details.lower()
+        ):
+            return (
+                f" (the client connected without TLS, as plaintext was allowed; if NICo Core at "
+                f"{self._settings.target} expects TLS, give the client certificates via "
+                f"${ENV_CERT_DIR} or the TLS file options)"
+            )
+        return ""
 
     async def _read(
         self, method: str, request: Message, response_cls: type[Resp], deadline: float | None

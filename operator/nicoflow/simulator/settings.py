@@ -34,6 +34,10 @@ class SimSettings:
     # simulator also accepts a machine ID there (Flow's original passes one).
     strict_bmc_endpoints: bool = False
     initial_machine_state: str = "Ready"
+    # Core's power manager drives a host towards its desired power state: a
+    # host whose desired state has differed from its settled state this long
+    # is switched by Core itself (None = never, as before this was modelled).
+    power_manager_delay: float | None = 30.0
     build_version: str = f"nico-core-simulator-{__version__}"
 
     def __post_init__(self) -> None:

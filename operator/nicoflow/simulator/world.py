@@ -379,7 +379,22 @@ class World:
     def power(self, node: Node) -> Power:
         now = self.now()
         node.rack.feed.settle(now)
-        return node.power.read(now)
+        state = node.power.read(now)
+        if node.kind == NodeKind.HOST and self._power_manager_acts(node, state, now):
+            action = PowerAction.ON if node.desired_power else PowerAction.GRACEFUL_SHUTDOWN
+            node.power.command(action, now, node.timings)
+            state = node.power.read(now)
+        return state
+
+    def _power_manager_acts(self, node: Node, state: Power, now: float) -> bool:
+        """A settled host that is not where Core wants it, for long enough,
+        with input power to get there."""
+        delay = self.settings.power_manager_delay
+        if delay is None or node.power.settled_at() is not None:
+            return False
+        if state not in (Power.ON, Power.OFF) or (state == Power.ON) == node.desired_power:
+            return False
+        return now - node.desired_power_at >= delay and node.rack.feed.is_fed(now)
 
     def observed_power(self, node: Node) -> Power:
         """Power as a BMC read reports it (flapping components lie)."""

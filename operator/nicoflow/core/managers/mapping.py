@@ -3,6 +3,7 @@ power actions, power/firmware/ingestion states, per-component results."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
 from nicoflow._proto.nico import common_pb2, forge_pb2, site_explorer_pb2
@@ -278,7 +279,11 @@ def consistency_report(versions: Mapping[str, Mapping[str, str]]) -> Consistency
     present = {cid: dict(v) for cid, v in versions.items() if v}
     distinct = {tuple(sorted(v.items())) for v in present.values()}
     if len(distinct) > 1:
-        reference_id = sorted(present)[0]
+        # Compare against the most common version set so the odd one out is
+        # the one named (ties: the set of the lowest ID).
+        key_of = {cid: tuple(sorted(v.items())) for cid, v in present.items()}
+        votes = Counter(key_of.values())
+        reference_id = min(present, key=lambda cid: (-votes[key_of[cid]], cid))
         reference = present[reference_id]
         for cid in sorted(present):
             diff = sorted(

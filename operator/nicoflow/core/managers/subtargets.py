@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from nicoflow._proto.nico import forge_pb2
+from nicoflow.core.managers.base import ManagerError
 from nicoflow.domain.types import ComponentType
 
 DPU = "dpu"
@@ -47,8 +48,9 @@ _TABLES: dict[ComponentType, dict[str, int]] = {
 }
 
 
-class SubTargetError(ValueError):
-    """A firmware sub-target name is not valid for the component type."""
+class SubTargetError(ManagerError, ValueError):
+    """A firmware sub-target name is not valid for the component type (a
+    ManagerError, so callers that turn manager errors into results see it)."""
 
 
 @dataclass(frozen=True)
