@@ -178,3 +178,46 @@ def test_finished_tasks_are_archived_and_ttl_removes_the_objects(flow: FlowStack
     assert {r[0] for r in rows} == uids
     assert {r[1] for r in rows} == {"Succeeded"}
     assert sorted(r[3] for r in rows) == sorted(flow.rack_names)
+
+
+def test_a_schedule_triggered_now_runs_through_the_operator(flow: FlowStack) -> None:
+    flow.apply(
+        {
+            "apiVersion": "flow.nico.io/v1alpha1",
+            "kind": "TaskSchedule",
+            "metadata": {"name": "hourly-on", "namespace": NS},
+            "spec": {
+                "schedule": {"interval": "1h"},
+                "taskSpecTemplate": {
+                    "spec": {"operation": "power_on", "targets": {"racks": flow.rack_names}}
+                },
+            },
+        }
+    )
+    flow.cp.kubectl(
+        "annotate", "taskschedule", "hourly-on", "-n", NS, "flow.nico.io/trigger-now=first"
+    )
+    deadline = time.monotonic() + 60
+    fired: list[dict[str, Any]] = []
+    while not fired:
+        assert time.monotonic() < deadline, "the trigger-now annotation created no TaskSpec"
+        fired = flow.list("taskspecs", NS, "flow.nico.io/schedule=hourly-on")
+        time.sleep(0.5)
+    assert len(fired) == 1
+    name = fired[0]["metadata"]["name"]
+    ts = flow.wait_for("taskspec", name, NS, finished, timeout=120)
+    assert phase(ts) == "Complete", ts["status"]
+    schedule = flow.get("taskschedule", "hourly-on", NS)
+    assert schedule["status"]["nextScheduleTime"]
+    # the same token again fires nothing more
+    flow.cp.kubectl(
+        "annotate",
+        "taskschedule",
+        "hourly-on",
+        "-n",
+        NS,
+        "flow.nico.io/trigger-now=first",
+        "--overwrite",
+    )
+    time.sleep(3)
+    assert len(flow.list("taskspecs", NS, "flow.nico.io/schedule=hourly-on")) == 1

@@ -180,12 +180,26 @@ class TaskScheduleSpec(CrdModel):
 
 class TaskScheduleStatus(CrdModel):
     """Conditions: Ready (schedule valid and armed), Suspended, Completed (a one-time
-    schedule has fired)."""
+    schedule has fired), Missed (the latest due time passed its starting deadline),
+    Skipped (the latest due time was skipped because a previous TaskSpec was unfinished)."""
 
     observed_generation: int | None = Field(None, ge=0)
-    last_schedule_time: Timestamp | None = None
+    last_schedule_time: Timestamp | None = Field(
+        None, description="Scheduled time of the latest TaskSpec created on schedule."
+    )
+    last_skipped_time: Timestamp | None = Field(
+        None,
+        description="Latest scheduled time that passed without a TaskSpec (missed its "
+        "starting deadline, or skipped by the overlap policy).",
+    )
     next_schedule_time: Timestamp | None = None
     last_successful_time: Timestamp | None = None
+    last_trigger_token: str | None = Field(
+        None,
+        max_length=256,
+        description="Value of the flow.nico.io/trigger-now annotation handled last; each new "
+        "value fires once.",
+    )
     active: list[ObjectReference] | None = Field(
         None, max_length=MAX_ACTIVE, description="TaskSpecs created by the schedule, unfinished."
     )

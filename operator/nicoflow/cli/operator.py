@@ -48,6 +48,20 @@ import click
     help="Seconds a TaskSpec waits for targets that do not resolve yet (Racks applied with it).",
 )
 @click.option(
+    "--inventory-interval",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Seconds between inventory syncs with NICo Core (power, firmware, drift, leaks); 0 = off.",
+)
+@click.option(
+    "--leak-namespace",
+    default="nico-flow",
+    show_default=True,
+    help="Namespace of the force_power_off TaskSpecs created for leaks.",
+)
+@click.option("--alert-webhook", default=None, help="POST alerts as JSON to this URL.")
+@click.option(
     "--ttl-sweep",
     type=float,
     default=30.0,
@@ -67,6 +81,9 @@ def operator(
     namespaces: tuple[str, ...],
     stage_events: bool,
     resolve_grace: float,
+    inventory_interval: float,
+    leak_namespace: str,
+    alert_webhook: str | None,
     ttl_sweep: float,
     verbose: bool,
 ) -> None:
@@ -93,6 +110,9 @@ def operator(
     handlers.OPTIONS.namespaces = namespaces
     handlers.OPTIONS.resolve_grace_seconds = resolve_grace
     handlers.OPTIONS.ttl_sweep_seconds = ttl_sweep
+    handlers.OPTIONS.inventory_interval = inventory_interval
+    handlers.OPTIONS.leak_namespace = leak_namespace
+    handlers.OPTIONS.alert_webhook = alert_webhook
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -64,6 +64,7 @@ async def taskspec_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
     etype = event.get("type") or "ADDED"
     body: dict[str, Any] = dict(event["object"])
     runtime.tasks.observe_taskspec(etype, body)
+    runtime.schedules.observe(etype, body)
     if etype != "DELETED":
         try:
             await runtime.taskspecs.reconcile(body)
@@ -75,6 +76,11 @@ async def taskspec_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
                 body["metadata"].get("namespace"),
                 body["metadata"].get("name"),
             )
+
+
+@kopf.on.event(GROUP, VERSION, "taskschedules")
+async def schedule_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+    _runtime(memo).schedules.observe(event.get("type") or "ADDED", dict(event["object"]))
 
 
 # -- OperationRules ---------------------------------------------------------------

@@ -52,7 +52,22 @@ async def mirror(
         patch.status.update(summary_status(body, summary))
 
 
-def summary_status(body: dict[str, Any], summary: inventory_mirror.RackSummary) -> dict[str, Any]:
+def _time(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if value is not None else None
+
+
+# Rack.status.firmware[].versions holds at most this many entries (CRD limit).
+MAX_FIRMWARE_VERSIONS = 32
+
+
+def summary_status(
+    body: dict[str, Any],
+    summary: inventory_mirror.RackSummary,
+    *,
+    core_error: str | None = None,
+) -> dict[str, Any]:
+    """Rack.status from the inventory summary. `core_error`: the last inventory
+    sync could not ask NICo Core (InventorySynced turns False)."""
     counts = {"total": summary.total, **{t.value: n for t, n in summary.counts.items()}}
     on, off, unknown = summary.power_on, summary.power_off, summary.power_unknown
     if on and not off and not unknown:
@@ -63,15 +78,18 @@ def summary_status(body: dict[str, Any], summary: inventory_mirror.RackSummary) 
         state = "Mixed"
     else:
         state = "Unknown"
-    conditions = [
-        _condition(
-            body,
-            "InventorySynced",
+    observed = summary.power_observed_at is not None
+    if core_error:
+        synced = ("False", "CoreUnavailable", f"NICo Core could not be asked: {core_error}")
+    elif observed:
+        synced = (
             "True",
-            "Mirrored",
-            f"{summary.total} components in the inventory",
-        ),
-    ]
+            "Observed",
+            f"{summary.total} components in the inventory, observed through NICo Core",
+        )
+    else:
+        synced = ("True", "Mirrored", f"{summary.total} components in the inventory")
+    conditions = [_condition(body, "InventorySynced", *synced)]
     drifted = summary.drift_missing + summary.drift_unexpected + summary.drift_mismatch
     conditions.append(
         _condition(
@@ -82,17 +100,52 @@ def summary_status(body: dict[str, Any], summary: inventory_mirror.RackSummary) 
             f"{drifted} differences with NICo Core" if drifted else "",
         )
     )
-    return {
+    if summary.leaks_detected:
+        leak_state = "Detected"
+        names = ", ".join(summary.leaking_components)
+        leak_cond = ("True", "LeakDetected", f"coolant leak reported on {names}")
+    elif summary.leak_observed:
+        leak_state = "NotDetected"
+        leak_cond = ("False", "NoLeak", "")
+    else:
+        leak_state = "Unknown"
+        leak_cond = ("Unknown", "NotObserved", "no leak sensor data from NICo Core yet")
+    conditions.append(_condition(body, "LeakDetected", *leak_cond))
+    power: dict[str, Any] = {"state": state, "on": on, "off": off, "unknown": unknown}
+    if summary.power_observed_at is not None:
+        power["observedTime"] = _time(summary.power_observed_at)
+    drift: dict[str, Any] = {
+        "missing": summary.drift_missing,
+        "unexpected": summary.drift_unexpected,
+        "mismatch": summary.drift_mismatch,
+    }
+    if summary.drift_checked_at is not None:
+        drift["checkedTime"] = _time(summary.drift_checked_at)
+    leak: dict[str, Any] = {"state": leak_state}
+    if summary.leaking_components:
+        leak["components"] = list(summary.leaking_components)
+    status: dict[str, Any] = {
         "observedGeneration": body["metadata"].get("generation"),
         "componentCounts": counts,
-        "power": {"state": state, "on": on, "off": off, "unknown": unknown},
-        "drift": {
-            "missing": summary.drift_missing,
-            "unexpected": summary.drift_unexpected,
-            "mismatch": summary.drift_mismatch,
-        },
+        "power": power,
+        "drift": drift,
+        "leak": leak,
         "conditions": conditions,
     }
+    firmware = [
+        {
+            "type": ctype.value,
+            "versions": [
+                {"version": v, "count": n}
+                for v, n in sorted(fw.actual.items(), key=lambda kv: (-kv[1], kv[0]))
+            ][:MAX_FIRMWARE_VERSIONS],
+        }
+        for ctype, fw in summary.firmware.items()
+        if fw.actual
+    ]
+    if firmware:
+        status["firmware"] = firmware
+    return status
 
 
 async def forget(sessions: async_sessionmaker[AsyncSession], name: str) -> None:

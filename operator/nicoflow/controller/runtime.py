@@ -14,7 +14,10 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from nicoflow.controller.actuator import Actuator
+from nicoflow.controller.alerts import AlertRouter, LogSink, WebhookSink
+from nicoflow.controller.inventory_sync import InventorySyncer
 from nicoflow.controller.rules import RuleCache
+from nicoflow.controller.schedules import ScheduleController
 from nicoflow.controller.tasks import Settings, TaskManager
 from nicoflow.controller.taskspecs import TaskSpecController
 from nicoflow.core.client import CoreClient
@@ -40,6 +43,11 @@ class Options:
     namespaces: tuple[str, ...] = ()
     ttl_sweep_seconds: float = 30.0
     resolve_grace_seconds: float = 30.0
+    inventory_interval: float = 60.0  # 0 = no inventory sync
+    leak_namespace: str = "nico-flow"
+    alert_webhook: str | None = None
+    alert_webhook_timeout: float = 5.0
+    alert_webhook_retries: int = 3
 
 
 @dataclass
@@ -52,7 +60,10 @@ class Runtime:
     rules: RuleCache
     tasks: TaskManager
     taskspecs: TaskSpecController
+    alerts: AlertRouter
+    schedules: ScheduleController
     _background: list[asyncio.Task[None]] = field(default_factory=list)
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
     async def create(cls, opts: Options) -> Runtime:
@@ -102,9 +113,34 @@ class Runtime:
             resolve_grace=timedelta(seconds=opts.resolve_grace_seconds),
         )
         tasks.on_change = taskspecs.mark
-        runtime = cls(kube, engine, sessions, core, managers, rules, tasks, taskspecs)
+        sinks: list[LogSink | WebhookSink] = [LogSink()]
+        if opts.alert_webhook:
+            sinks.append(
+                WebhookSink(
+                    opts.alert_webhook,
+                    timeout=opts.alert_webhook_timeout,
+                    retries=opts.alert_webhook_retries,
+                )
+            )
+        alerts = AlertRouter(sinks)
+        schedules = ScheduleController(kube, namespaces=opts.namespaces)
+        runtime = cls(
+            kube, engine, sessions, core, managers, rules, tasks, taskspecs, alerts, schedules
+        )
+        runtime._background.append(asyncio.ensure_future(schedules.run(runtime._stop)))
         runtime._background.append(asyncio.ensure_future(tasks.sync()))
         runtime._background.append(asyncio.ensure_future(runtime._sweep(opts.ttl_sweep_seconds)))
+        if core is not None and opts.inventory_interval > 0:
+            # Leak TaskSpecs carry their own Rack Event, so no Event sink here.
+            syncer = InventorySyncer(
+                sessions,
+                core,
+                kube,
+                alerts,
+                interval=opts.inventory_interval,
+                namespace=opts.leak_namespace,
+            )
+            runtime._background.append(asyncio.ensure_future(syncer.run(runtime._stop)))
         return runtime
 
     async def _sweep(self, every: float) -> None:
@@ -116,6 +152,7 @@ class Runtime:
                 log.warning("TTL sweep failed: %s", exc)
 
     async def close(self) -> None:
+        self._stop.set()
         for t in self._background:
             t.cancel()
         await self.tasks.close()
@@ -125,4 +162,5 @@ class Runtime:
         await self.kube.close()
         if self.core is not None:
             await self.core.close()
+        await self.alerts.close()
         await self.engine.dispose()
