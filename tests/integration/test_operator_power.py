@@ -10,8 +10,10 @@ import pytest
 from nicoflow.devstack.controlplane import ControlPlane
 from nicoflow.devstack.flowstack import FlowStack, finished, phase
 from nicoflow.devstack.postgres import Postgres
+from nicoflow.devstack.processes import free_port
 
 RACKS = 2
+METRICS_PORT = free_port()
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +38,7 @@ def flow(
         seed=11,
         sim_args=("--latency-power", "0s"),
         namespaces=(ns,),
+        operator_args=("--metrics-port", str(METRICS_PORT)),
     )
     with stack:
         yield stack
@@ -125,3 +128,32 @@ def _commands_per_component(flow: FlowStack) -> dict[str, int]:
         if e["method"] in POWER_METHODS:
             counts[str(e["component_id"])] = counts.get(str(e["component_id"]), 0) + 1
     return counts
+
+
+def scrape() -> dict[str, float]:
+    """Samples of the operator's /metrics, keyed by name{labels}."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    samples: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
+def test_metrics_follow_the_run(flow: FlowStack) -> None:
+    """Runs after the restart test in this module: its Tasks and calls are counted."""
+    m = scrape()
+    assert m['nicoflow_tasks{phase="Succeeded"}'] >= RACKS
+    assert m['nicoflow_tasks_finished_total{operation="restart",phase="Succeeded"}'] == RACKS
+    stages = m['nicoflow_stage_duration_seconds_count{operation="restart",phase="Succeeded"}']
+    assert stages == 6 * RACKS
+    # 18 trays per rack, one graceful off and one on each, through the legacy manager
+    assert m['nicoflow_core_rpc_duration_seconds_count{code="OK",method="AdminPowerControl"}'] == (
+        18 * 2 * RACKS
+    )
+    assert m['nicoflow_reconciles_total{kind="Task"}'] > 0
+    assert m['nicoflow_reconciles_total{kind="Rack"}'] >= RACKS

@@ -62,6 +62,12 @@ import click
 )
 @click.option("--alert-webhook", default=None, help="POST alerts as JSON to this URL.")
 @click.option(
+    "--metrics-port",
+    type=int,
+    default=None,
+    help="Serve Prometheus metrics on this port (0 = any free port; default: off).",
+)
+@click.option(
     "--ttl-sweep",
     type=float,
     default=30.0,
@@ -84,6 +90,7 @@ def operator(
     inventory_interval: float,
     leak_namespace: str,
     alert_webhook: str | None,
+    metrics_port: int | None,
     ttl_sweep: float,
     verbose: bool,
 ) -> None:
@@ -113,6 +120,7 @@ def operator(
     handlers.OPTIONS.inventory_interval = inventory_interval
     handlers.OPTIONS.leak_namespace = leak_namespace
     handlers.OPTIONS.alert_webhook = alert_webhook
+    handlers.OPTIONS.metrics_port = metrics_port
 
     async def main() -> None:
         stop = asyncio.Event()

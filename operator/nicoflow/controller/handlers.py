@@ -13,6 +13,7 @@ from typing import Any
 import kopf
 
 from nicoflow.controller import racks
+from nicoflow.controller.metrics import timed
 from nicoflow.controller.resources import GROUP, VERSION
 from nicoflow.controller.rules import rule_status
 from nicoflow.controller.runtime import Options, Runtime
@@ -54,11 +55,13 @@ async def cleanup(memo: Any, **_: Any) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, "tasks")
+@timed("Task")
 async def task_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
     _runtime(memo).tasks.observe(event.get("type") or "ADDED", dict(event["object"]))
 
 
 @kopf.on.event(GROUP, VERSION, "taskspecs")
+@timed("TaskSpec")
 async def taskspec_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
     runtime = _runtime(memo)
     etype = event.get("type") or "ADDED"
@@ -79,6 +82,7 @@ async def taskspec_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, "taskschedules")
+@timed("TaskSchedule")
 async def schedule_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
     _runtime(memo).schedules.observe(event.get("type") or "ADDED", dict(event["object"]))
 
@@ -94,6 +98,7 @@ async def rule_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
 @kopf.on.resume(GROUP, VERSION, "operationrules")
 @kopf.on.create(GROUP, VERSION, "operationrules")
 @kopf.on.update(GROUP, VERSION, "operationrules")
+@timed("OperationRule")
 async def rule_changed(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) -> None:
     runtime = _runtime(memo)
     obj = dict(body)
@@ -112,6 +117,7 @@ async def rule_changed(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) 
 @kopf.on.resume(GROUP, VERSION, "racks")
 @kopf.on.create(GROUP, VERSION, "racks")
 @kopf.on.update(GROUP, VERSION, "racks")
+@timed("Rack")
 async def rack_changed(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) -> None:
     await racks.mirror(_runtime(memo).sessions, dict(body), patch)
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from nicoflow.controller import metrics
 from nicoflow.controller.actuator import Actuator
 from nicoflow.controller.alerts import AlertRouter, LogSink, WebhookSink
 from nicoflow.controller.inventory_sync import InventorySyncer
@@ -48,6 +49,7 @@ class Options:
     alert_webhook: str | None = None
     alert_webhook_timeout: float = 5.0
     alert_webhook_retries: int = 3
+    metrics_port: int | None = None  # None = no /metrics endpoint
 
 
 @dataclass
@@ -74,7 +76,7 @@ class Runtime:
         core: CoreClient | None = None
         if config.required_providers():
             settings = core_settings(config, target=opts.core_url)
-            core = await CoreClient.connect(settings)
+            core = await CoreClient.connect(settings, on_call=metrics.observe_core_call)
         managers = ManagerRegistry.build(config, core=core)
         rules = RuleCache()
 
@@ -123,6 +125,9 @@ class Runtime:
                 )
             )
         alerts = AlertRouter(sinks)
+        if opts.metrics_port is not None:
+            port = metrics.serve(opts.metrics_port, lambda: list(tasks.entries.values()))
+            log.info("metrics on :%d/metrics", port)
         schedules = ScheduleController(kube, namespaces=opts.namespaces)
         runtime = cls(
             kube, engine, sessions, core, managers, rules, tasks, taskspecs, alerts, schedules

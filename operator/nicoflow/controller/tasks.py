@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 from nicoflow.api.taskstatus import TaskStatus
-from nicoflow.controller import events
+from nicoflow.controller import events, metrics
 from nicoflow.controller.actuator import Actuator
 from nicoflow.controller.plans import footprint, plan_from_task, status_of, status_patch, task_spec
 from nicoflow.controller.resources import TASKS, TASKSPECS
@@ -106,6 +106,7 @@ class TaskManager:
         self._locks: dict[str, asyncio.Lock] = {}
         self._kicks: dict[str, asyncio.Task[None]] = {}
         self._again: set[str] = set()
+        self._timers: dict[str, asyncio.TimerHandle] = {}
         self._synced = asyncio.Event()
         self._closing = False
 
@@ -231,7 +232,11 @@ class TaskManager:
                         "QueueTimeout",
                         "left the rack's queue: queue timeout reached",
                     )
-                elif name in start and await self._ready(entry, now):
+                elif (
+                    name in start
+                    and await self._ready(entry, now)
+                    and not self._rollout_hold(entry)
+                ):
                     running.append(footprint(entry.body))
                     self._start(entry)
             still_waiting = [
@@ -246,9 +251,16 @@ class TaskManager:
                 spec = task_spec(entry.body)
                 decision = admit(fp, spec.conflict_strategy, running, still_waiting)
                 if isinstance(decision, Start):
-                    if await self._ready(entry, now):
-                        running.append(fp)
-                        self._start(entry)
+                    if not await self._ready(entry, now):
+                        continue
+                    # other racks' admissions ran while the readiness lookup
+                    # was awaited: the TaskSpec's limits must be read again
+                    hold = self._rollout_hold(entry)
+                    if hold:
+                        await self._hold(entry, hold)
+                        continue
+                    running.append(fp)
+                    self._start(entry)
                 elif isinstance(decision, Queue):
                     expires = now + timedelta(seconds=spec.queue_timeout_seconds)
                     await self._queue(entry, now, expires, decision)
@@ -257,6 +269,17 @@ class TaskManager:
                     await self._finish_unstarted(
                         entry, TaskPhase.FAILED, "Rejected", f"rejected: {decision.reason}"
                     )
+            if still_waiting:
+                # nothing else wakes the rack while its running Task goes on:
+                # come back when the first queued Task's time runs out
+                self._kick_at(rack, min(w.expires_at for w in still_waiting))
+
+    def _kick_at(self, rack: str, when: datetime) -> None:
+        timer = self._timers.pop(rack, None)
+        if timer is not None:
+            timer.cancel()
+        delay = max(0.0, (when - self.clock()).total_seconds()) + 0.05
+        self._timers[rack] = asyncio.get_running_loop().call_later(delay, self.kick, rack)
 
     def _waiting(self, entry: Entry) -> Waiting:
         st = status_of(entry.body)
@@ -417,6 +440,7 @@ class TaskManager:
             if d.persist and not await self._persist(entry, d):
                 return
             await self._post_events(entry, d)
+            _observe_progress(plan.operation.value, status, d)
             status = d.status
             if d.finished:
                 await self._archive(entry)
@@ -469,6 +493,8 @@ class TaskManager:
 
     async def close(self) -> None:
         self._closing = True
+        for timer in self._timers.values():
+            timer.cancel()
         tasks = [e.runner for e in self.entries.values() if e.runner]
         tasks += [t for t in self._kicks.values() if not t.done()]
         for t in tasks:
@@ -479,6 +505,19 @@ class TaskManager:
 
     def tasks_of(self, taskspec: Key) -> list[Entry]:
         return [e for e in self.entries.values() if e.taskspec == taskspec]
+
+
+def _observe_progress(operation: str, before: TaskStatus, d: Decision) -> None:
+    """Stage durations and final phases, for the metrics endpoint."""
+    done_before = {s.number for s in before.stages if s.phase.finished}
+    for stage in d.status.stages:
+        if stage.number in done_before or not stage.phase.finished:
+            continue
+        if stage.started_at and stage.finished_at:
+            seconds = (stage.finished_at - stage.started_at).total_seconds()
+            metrics.STAGE_SECONDS.labels(operation, stage.phase.value).observe(seconds)
+    if d.finished and not before.phase.finished:
+        metrics.TASKS_FINISHED.labels(operation, d.status.phase.value).inc()
 
 
 def _cancel_requested(body: dict[str, Any]) -> bool:

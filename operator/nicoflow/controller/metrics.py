@@ -1,0 +1,138 @@
+"""Prometheus metrics of the operator, on their own registry and port.
+
+Counts that are cheap to derive from memory (Tasks by phase, queue depth)
+are computed at scrape time instead of being updated on every event."""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, ParamSpec, TypeVar
+
+from prometheus_client import CollectorRegistry, Histogram, start_http_server
+from prometheus_client import Counter as PromCounter
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from nicoflow.domain.types import TaskPhase
+
+REGISTRY = CollectorRegistry()
+
+RECONCILES = PromCounter(
+    "nicoflow_reconciles_total",
+    "Handled watch events and reconciliations, by kind.",
+    ["kind"],
+    registry=REGISTRY,
+)
+RECONCILE_ERRORS = PromCounter(
+    "nicoflow_reconcile_errors_total",
+    "Reconciliations that raised, by kind.",
+    ["kind"],
+    registry=REGISTRY,
+)
+RECONCILE_SECONDS = Histogram(
+    "nicoflow_reconcile_duration_seconds",
+    "Time spent in a handler, by kind.",
+    ["kind"],
+    registry=REGISTRY,
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30),
+)
+STAGE_SECONDS = Histogram(
+    "nicoflow_stage_duration_seconds",
+    "Duration of finished stages, by operation and outcome.",
+    ["operation", "phase"],
+    registry=REGISTRY,
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600),
+)
+TASKS_FINISHED = PromCounter(
+    "nicoflow_tasks_finished_total",
+    "Tasks that reached a final phase, by operation and phase.",
+    ["operation", "phase"],
+    registry=REGISTRY,
+)
+CORE_SECONDS = Histogram(
+    "nicoflow_core_rpc_duration_seconds",
+    "NICo Core calls, by method and gRPC code.",
+    ["method", "code"],
+    registry=REGISTRY,
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 60),
+)
+CORE_ERRORS = PromCounter(
+    "nicoflow_core_rpc_errors_total",
+    "NICo Core calls that did not return OK, by method and code.",
+    ["method", "code"],
+    registry=REGISTRY,
+)
+
+
+def observe_core_call(method: str, code: object, seconds: float) -> None:
+    """Hook for the Core client's interceptor (code: a grpc.StatusCode)."""
+    short = method.rsplit("/", 1)[-1]
+    name = str(getattr(code, "name", code))
+    CORE_SECONDS.labels(short, name).observe(seconds)
+    if name != "OK":
+        CORE_ERRORS.labels(short, name).inc()
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def timed(kind: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+    """Count and time an async handler under `kind`."""
+
+    def wrap(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        @functools.wraps(fn)
+        async def inner(*args: P.args, **kwargs: P.kwargs) -> R:
+            RECONCILES.labels(kind).inc()
+            start = time.perf_counter()
+            try:
+                return await fn(*args, **kwargs)
+            except Exception:
+                RECONCILE_ERRORS.labels(kind).inc()
+                raise
+            finally:
+                RECONCILE_SECONDS.labels(kind).observe(time.perf_counter() - start)
+
+        return inner
+
+    return wrap
+
+
+class TaskCollector(Collector):
+    """Tasks by phase and the waiting queue per rack, from the TaskManager."""
+
+    def __init__(self, entries: Callable[[], Iterable[Any]]) -> None:
+        self._entries = entries
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        phases: Counter[str] = Counter()
+        queues: Counter[str] = Counter()
+        for entry in self._entries():
+            phases[entry.phase.value] += 1
+            if entry.phase is TaskPhase.WAITING:
+                queues[entry.rack] += 1
+        by_phase = GaugeMetricFamily(
+            "nicoflow_tasks", "Tasks the operator knows, by phase.", labels=["phase"]
+        )
+        for phase in TaskPhase:
+            by_phase.add_metric([phase.value], phases.get(phase.value, 0))
+        yield by_phase
+        queue = GaugeMetricFamily(
+            "nicoflow_rack_queue_depth",
+            "Tasks waiting behind a conflict, per rack.",
+            labels=["rack"],
+        )
+        for rack, depth in sorted(queues.items()):
+            queue.add_metric([rack], depth)
+        yield queue
+
+
+def serve(port: int, entries: Callable[[], Iterable[Any]]) -> int:
+    """Start the /metrics endpoint (a daemon thread); returns the bound port."""
+    REGISTRY.register(TaskCollector(entries))
+    server, _thread = start_http_server(port, addr="0.0.0.0", registry=REGISTRY)
+    bound: int = server.server_port
+    return bound
