@@ -38,7 +38,7 @@ def flow(
         seed=11,
         sim_args=("--latency-power", "0s"),
         namespaces=(ns,),
-        operator_args=("--metrics-port", str(METRICS_PORT)),
+        operator_args=("--metrics-port", str(METRICS_PORT), "--log-format", "json"),
     )
     with stack:
         yield stack
@@ -157,3 +157,19 @@ def test_metrics_follow_the_run(flow: FlowStack) -> None:
     )
     assert m['nicoflow_reconciles_total{kind="Task"}'] > 0
     assert m['nicoflow_reconciles_total{kind="Rack"}'] >= RACKS
+
+
+def test_logs_are_json_lines_with_task_rack_and_stage(flow: FlowStack) -> None:
+    import json
+
+    assert flow.operator is not None
+    records = []
+    for line in flow.operator.log.read_text().splitlines():
+        if line.startswith("{"):
+            records.append(json.loads(line))
+    stages = [r for r in records if r.get("stage") and r.get("taskspec") == "restart-all"]
+    assert {r["rack"] for r in stages} == set(flow.rack_names)
+    assert sorted({r["stage"] for r in stages}) == [1, 2, 3, 4, 5, 6]
+    assert all(r["task"].startswith("restart-all-") for r in stages)
+    finals = [r for r in records if r.get("phase") == "Succeeded" and "stage" not in r]
+    assert len(finals) >= RACKS

@@ -74,6 +74,13 @@ import click
     show_default=True,
     help="Seconds between checks for TaskSpecs past ttlSecondsAfterFinished.",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one JSON object per line with task, rack and stage fields.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logs.")
 def operator(
     kubeconfig: str | None,
@@ -92,18 +99,16 @@ def operator(
     alert_webhook: str | None,
     metrics_port: int | None,
     ttl_sweep: float,
+    log_format: str,
     verbose: bool,
 ) -> None:
     """Watch Racks, OperationRules, TaskSpecs and Tasks, and run Tasks through NICo Core."""
     import kopf
 
+    from nicoflow import logfmt
     from nicoflow.controller import handlers
 
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logfmt.configure(log_format, verbose=verbose)
     if not verbose:
         # kopf reports every handled event at INFO: thousands of lines per run
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)

@@ -441,6 +441,7 @@ class TaskManager:
                 return
             await self._post_events(entry, d)
             _observe_progress(plan.operation.value, status, d)
+            _log_progress(entry, plan.operation.value, status, d)
             status = d.status
             if d.finished:
                 await self._archive(entry)
@@ -518,6 +519,36 @@ def _observe_progress(operation: str, before: TaskStatus, d: Decision) -> None:
             metrics.STAGE_SECONDS.labels(operation, stage.phase.value).observe(seconds)
     if d.finished and not before.phase.finished:
         metrics.TASKS_FINISHED.labels(operation, d.status.phase.value).inc()
+
+
+def _log_progress(entry: Entry, operation: str, before: TaskStatus, d: Decision) -> None:
+    """One structured line per meaningful transition (stage, final phase)."""
+    ctx = {
+        "task": entry.key[1],
+        "namespace": entry.key[0],
+        "taskspec": entry.taskspec[1],
+        "rack": entry.rack,
+        "operation": operation,
+    }
+    done_before = {s.number for s in before.stages if s.phase.finished}
+    for stage in d.status.stages:
+        if stage.number not in done_before and stage.phase.finished:
+            level = logging.WARNING if stage.phase.value == "Failed" else logging.INFO
+            log.log(
+                level,
+                "stage %d %s%s",
+                stage.number,
+                stage.phase.value.lower(),
+                f": {stage.error}" if stage.error else "",
+                extra={**ctx, "stage": stage.number, "phase": stage.phase.value},
+            )
+    if d.finished and not before.phase.finished:
+        log.info(
+            "task %s: %s",
+            d.status.phase.value.lower(),
+            d.status.message,
+            extra={**ctx, "phase": d.status.phase.value},
+        )
 
 
 def _cancel_requested(body: dict[str, Any]) -> bool:
