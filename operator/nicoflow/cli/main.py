@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "dev": ("dev", "dev", "Run the local development stack (apiserver, etcd, PostgreSQL)."),
     "simulator": ("simulator", "simulator", "Run the NICo Core simulator."),
     "operator": ("operator", "operator", "Run the operator (kopf)."),
+    "serve": ("serve", "serve", "Serve the Flow gRPC API (v1.Flow)."),
 }
 
 

@@ -1,0 +1,76 @@
+"""`flow serve`: the Flow gRPC API (v1.Flow), wire-compatible with the original service."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import click
+
+
+@click.command("serve")
+@click.option(
+    "-p", "--listen-port", type=int, default=50051, show_default=True, help="gRPC port (0: any)."
+)
+@click.option("--host", default="0.0.0.0", show_default=True, help="Address to bind.")
+@click.option(
+    "--dev-mode",
+    is_flag=True,
+    help="gRPC reflection and debug logs (refused with FLOW_ENV=staging or production).",
+)
+@click.option("--ca-cert", type=click.Path(dir_okay=False), help="CA that signs client certs.")
+@click.option("--tls-cert", type=click.Path(dir_okay=False), help="Server certificate.")
+@click.option("--tls-key", type=click.Path(dir_okay=False), help="Server private key.")
+@click.option(
+    "-n",
+    "--namespace",
+    envvar="FLOW_NAMESPACE",
+    default="nico-flow",
+    show_default=True,
+    help="Namespace where operation RPCs create TaskSpecs and tasks are read.",
+)
+@click.option("--kubeconfig", envvar="KUBECONFIG", help="Kubeconfig (default: in-cluster).")
+@click.option("--database-url", envvar="DATABASE_URL", help="PostgreSQL URL (or DB_* variables).")
+def serve(
+    listen_port: int,
+    host: str,
+    dev_mode: bool,
+    ca_cert: str | None,
+    tls_cert: str | None,
+    tls_key: str | None,
+    namespace: str,
+    kubeconfig: str | None,
+    database_url: str | None,
+) -> None:
+    """Serve the Flow gRPC API.
+
+    Certificates: all three of --ca-cert/--tls-cert/--tls-key, or ca.crt, tls.crt and
+    tls.key in $CERTDIR (default /var/run/secrets/spiffe.io); clients must then present
+    a certificate signed by the CA. Without certificates the server serves plaintext only
+    with FLOW_ENV=development (the default); staging and production refuse to start.
+
+    Prints one JSON line when ready: {"event": "ready", "grpc": "HOST:PORT", ...}.
+    """
+    from nicoflow.inventory.db import DatabaseConfigError
+    from nicoflow.kube.config import KubeConfigError
+    from nicoflow.service import logs
+    from nicoflow.service.config import ServeConfigError
+    from nicoflow.service.server import FlowServer, ServeOptions, serve_until_signalled
+
+    logs.configure(dev_mode)
+    options = ServeOptions(
+        host=host,
+        port=listen_port,
+        dev_mode=dev_mode,
+        ca_cert=ca_cert,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        namespace=namespace,
+        kubeconfig=kubeconfig,
+        database_url=database_url,
+    )
+    try:
+        server = FlowServer(options)
+        asyncio.run(serve_until_signalled(server, sys.stdout))
+    except (ServeConfigError, DatabaseConfigError, KubeConfigError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc

@@ -1,0 +1,101 @@
+"""One structured log line per RPC, and the last word on status codes.
+
+Wraps every unary handler of the server: a ServiceError becomes its code and
+message, an unreachable backend UNAVAILABLE, and any other exception INTERNAL
+with a short message (the traceback goes to the log, not to the caller).
+Streaming handlers (health Watch, reflection) pass through untouched."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from nicoflow.service.errors import classify, level_for
+
+log = logging.getLogger("nicoflow.service.rpc")
+
+# Probes call these every few seconds; their log lines would drown the rest.
+_QUIET_SERVICES = frozenset({"grpc.health.v1.Health"})
+
+
+def _split(method: str) -> tuple[str, str]:
+    service, _, name = method.lstrip("/").partition("/")
+    return service, name
+
+
+class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    async def intercept_service(
+        self,
+        continuation: Callable[[Any], Awaitable[Any]],
+        handler_call_details: Any,
+    ) -> Any:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        method = handler_call_details.method
+        if isinstance(method, bytes):
+            method = method.decode()
+        service, name = _split(str(method))
+        inner = handler.unary_unary
+
+        async def behavior(request: Any, context: Any) -> Any:
+            start = time.monotonic()
+            code = grpc.StatusCode.OK
+            error = ""
+            try:
+                return await inner(request, context)
+            except asyncio.CancelledError:
+                code = grpc.StatusCode.CANCELLED
+                raise
+            except grpc.aio.AbortError:
+                # the handler aborted by itself: keep its status
+                code = _context_code(context)
+                error = _context_details(context)
+                raise
+            except Exception as exc:
+                found = classify(exc)
+                if found is None:
+                    code = grpc.StatusCode.INTERNAL
+                    error = f"internal error in {name}; the server log has the details"
+                    log.exception("unexpected error in %s/%s", service, name)
+                else:
+                    code, error = found
+                    if code == grpc.StatusCode.UNAVAILABLE:
+                        log.warning("%s/%s: backend unavailable: %r", service, name, exc)
+                await context.abort(code, error)
+            finally:
+                duration = (time.monotonic() - start) * 1000.0
+                level = logging.DEBUG if service in _QUIET_SERVICES else level_for(code)
+                log.log(
+                    level,
+                    "flow rpc handled",
+                    extra={
+                        "grpc.service": service,
+                        "grpc.method": name,
+                        "grpc.code": code.name,
+                        "grpc.duration_ms": round(duration, 3),
+                        "grpc.peer": context.peer(),
+                        "grpc.error": error,
+                    },
+                )
+
+        return grpc.unary_unary_rpc_method_handler(
+            behavior,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+def _context_code(context: Any) -> grpc.StatusCode:
+    code = getattr(context, "code", lambda: None)()
+    return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
+
+
+def _context_details(context: Any) -> str:
+    details = getattr(context, "details", lambda: "")()
+    return details.decode() if isinstance(details, bytes) else str(details or "")
