@@ -31,7 +31,8 @@ imports:
 generated:
 	$(PY) hack/gen_protos.py --check
 	$(PY) hack/gen_api_docs.py --check
-	.venv/bin/flow crds --check
+	.venv/bin/flow crds --check --also charts/nico-flow/files/crds
+	$(PY) hack/gen_argocd_cm.py --check
 
 pytest:
 	.venv/bin/pytest
@@ -40,13 +41,18 @@ unit:
 	.venv/bin/pytest -m unit -q
 
 crds:
-	.venv/bin/flow crds
+	.venv/bin/flow crds --also charts/nico-flow/files/crds
+	$(PY) hack/gen_argocd_cm.py
 
 protos:
 	$(PY) hack/gen_protos.py
 
 docs:
 	$(PY) hack/gen_api_docs.py
+
+.PHONY: bench
+bench: setup
+	$(PY) -m benchmarks.run
 
 demo: setup
 	.venv/bin/flow dev demo

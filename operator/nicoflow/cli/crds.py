@@ -32,23 +32,41 @@ def stale_files(output_dir: Path, rendered: dict[str, str]) -> list[str]:
     show_default=True,
     help="Directory to write <plural>.flow.nico.io.yaml files into.",
 )
+@click.option(
+    "--also",
+    "also",
+    multiple=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Another directory to keep identical, e.g. charts/nico-flow/files/crds (repeatable).",
+)
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 listing stale files.")
 @click.option("--stdout", "to_stdout", is_flag=True, help="Print all CRDs as one YAML stream.")
-def crds(output_dir: Path, check: bool, to_stdout: bool) -> None:
+def crds(output_dir: Path, also: tuple[Path, ...], check: bool, to_stdout: bool) -> None:
     """Render the CRD YAML from the Python models."""
     rendered = render_all()
     if to_stdout:
         click.echo("---\n".join(rendered[name] for name in sorted(rendered)), nl=False)
         return
+    directories = [output_dir, *also]
     if check:
-        stale = stale_files(output_dir, rendered)
-        if stale:
-            click.echo(f"stale CRDs in {output_dir} (run `flow crds`):", err=True)
-            for name in stale:
-                click.echo(f"  {name}", err=True)
+        failed = False
+        for directory in directories:
+            stale = stale_files(directory, rendered)
+            if stale:
+                failed = True
+                click.echo(f"stale CRDs in {directory} (run `flow crds`):", err=True)
+                for name in stale:
+                    click.echo(f"  {name}", err=True)
+            else:
+                click.echo(f"{len(rendered)} CRDs in {directory} are up to date")
+        if failed:
             sys.exit(1)
-        click.echo(f"{len(rendered)} CRDs in {output_dir} are up to date")
         return
+    for directory in directories:
+        _write(directory, rendered)
+
+
+def _write(output_dir: Path, rendered: dict[str, str]) -> None:
     output_dir.mkdir(parents=True, exist_ok=True)
     for name, text in sorted(rendered.items()):
         path = output_dir / name

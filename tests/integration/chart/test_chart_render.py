@@ -1,0 +1,294 @@
+"""The chart as helm renders it: lint, every value set, and what each template
+must contain. No cluster: these run the real helm binary only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+import yaml
+from chart_support import ALL_VALUES, CHART, Helm, kinds, one
+
+from nicoflow import __version__
+from nicoflow.api.crdgen import render_all
+from nicoflow.cli.operator import operator as operator_command
+from nicoflow.cli.serve import serve as serve_command
+from nicoflow.core.config import parse_config
+
+VALUES_PARAMS = [pytest.param(path, id=name) for name, path in ALL_VALUES]
+CI = CHART / "ci"
+
+
+def _values(path: Path | None) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text()) if path else {}
+
+
+def _pod_specs(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    specs = []
+    for d in docs:
+        name = f"{d['kind']}/{d['metadata']['name']}"
+        if d["kind"] in ("Deployment", "StatefulSet", "Job"):
+            specs.append((name, d["spec"]["template"]["spec"]))
+        elif d["kind"] == "Pod":
+            specs.append((name, d["spec"]))
+    return specs
+
+
+def _options(command: click.Command) -> set[str]:
+    return {opt for p in command.params for opt in getattr(p, "opts", [])}
+
+
+def _env(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
+
+
+# -- chart metadata and generated copies ---------------------------------------------------
+
+
+def test_app_version_is_the_package_version() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["appVersion"] == __version__
+
+
+def test_chart_crds_equal_the_generated_crds() -> None:
+    shipped = {p.name: p.read_text() for p in (CHART / "files" / "crds").glob("*.yaml")}
+    assert shipped == render_all(), "run `flow crds --also charts/nico-flow/files/crds`"
+
+
+def test_value_sets_cover_the_required_shapes() -> None:
+    names = {p.stem for p in CI.glob("*.yaml")}
+    assert {
+        "external-db-values",
+        "bundled-db-values",
+        "tls-netpol-monitor-values",
+        "no-crds-values",
+        "api-replicas-values",
+    } <= names
+
+
+# -- lint and render every value set -------------------------------------------------------
+
+
+@pytest.mark.parametrize("values", VALUES_PARAMS)
+def test_helm_lint(helm: Helm, values: Path | None) -> None:
+    args = ["lint", str(CHART), "--strict"]
+    if values:
+        args.append(f"--values={values}")
+    out = helm.run(*args).stdout
+    assert "0 chart(s) failed" in out
+
+
+@pytest.mark.parametrize("values", VALUES_PARAMS)
+def test_every_pod_is_restricted(helm: Helm, values: Path | None) -> None:
+    docs = helm.render(values)
+    pods = _pod_specs(docs)
+    assert len(pods) >= 3
+    for name, spec in pods:
+        psc = spec["securityContext"]
+        assert psc["runAsNonRoot"] is True, name
+        assert psc["seccompProfile"]["type"] == "RuntimeDefault", name
+        for c in spec["containers"]:
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False, name
+            assert sc["readOnlyRootFilesystem"] is True, name
+            assert sc["capabilities"]["drop"] == ["ALL"], name
+            assert "latest" not in c["image"], name
+            mounts = {m["mountPath"] for m in c.get("volumeMounts", [])}
+            assert "/tmp" in mounts, f"{name}: a read-only root needs an emptyDir /tmp"
+
+
+@pytest.mark.parametrize("values", VALUES_PARAMS)
+def test_operator_deployment(helm: Helm, values: Path | None) -> None:
+    docs = helm.render(values)
+    dep = one(docs, "Deployment", "operator")
+    assert dep["spec"]["replicas"] == 1
+    assert dep["spec"]["strategy"] == {"type": "Recreate"}
+    pod = dep["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    args = container["args"]
+    assert args[0] == "operator"
+    assert "--peering=nico-flow" in args
+    assert "--liveness=http://0.0.0.0:8080/healthz" in args
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "liveness"}
+    assert {"name": "liveness", "containerPort": 8080} in container["ports"]
+    # every flag the chart passes exists on `flow operator`
+    flags = {a.split("=", 1)[0] for a in args[1:] if a.startswith("--")}
+    assert flags <= _options(operator_command), flags - _options(operator_command)
+    env = _env(container)
+    assert "NICO_CORE_API_URL" in env
+    assert env["CERTDIR"] == "/var/run/secrets/spiffe.io"
+    assert pod["serviceAccountName"] == "flow-nico-flow-operator"
+
+
+@pytest.mark.parametrize("values", VALUES_PARAMS)
+def test_api_deployment(helm: Helm, values: Path | None) -> None:
+    vals = _values(values)
+    docs = helm.render(values)
+    api = vals.get("api", {})
+    dep = one(docs, "Deployment", "api")
+    replicas = api.get("replicas", 2)
+    assert dep["spec"]["replicas"] == replicas
+    (container,) = dep["spec"]["template"]["spec"]["containers"]
+    args = container["args"]
+    assert args[:2] == ["serve", "--listen-port=50051"]
+    assert "--namespace=nico-flow" in args
+    flags = {a.split("=", 1)[0] for a in args[1:] if a.startswith("--")}
+    assert flags <= _options(serve_command), flags - _options(serve_command)
+    tls = vals.get("tls", {}).get("secretName")
+    probe = container["readinessProbe"]
+    if tls:
+        # the kubelet's gRPC probe cannot speak mTLS
+        cmd = probe["exec"]["command"]
+        assert cmd[:3] == ["python", "/opt/nico-flow/scripts/health_probe.py", "127.0.0.1:50051"]
+        assert "--cert-dir=/var/run/secrets/spiffe.io" in cmd
+        mounts = {m["name"]: m for m in container["volumeMounts"]}
+        assert mounts["tls"]["mountPath"] == "/var/run/secrets/spiffe.io"
+    else:
+        assert probe["grpc"] == {"port": 50051}
+        assert container["livenessProbe"]["grpc"] == {"port": 50051}
+    service = one(docs, "Service", "api")
+    assert service["spec"]["ports"][0]["port"] == 50051
+    pdbs = kinds(docs, "PodDisruptionBudget")
+    if replicas > 1:
+        assert len(pdbs) == 1
+        assert pdbs[0]["spec"]["selector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"]
+    else:
+        assert pdbs == [], "a one-replica budget blocks node drains"
+
+
+@pytest.mark.parametrize("values", VALUES_PARAMS)
+def test_crds_behind_values(helm: Helm, values: Path | None) -> None:
+    crds_values = _values(values).get("crds", {})
+    crds = kinds(helm.render(values), "CustomResourceDefinition")
+    if not crds_values.get("enabled", True):
+        assert crds == []
+        return
+    assert sorted(c["metadata"]["name"] for c in crds) == sorted(
+        name.removesuffix(".yaml") for name in render_all()
+    )
+    for crd in crds:
+        assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+        assert crd["metadata"]["labels"]["app.kubernetes.io/part-of"] == "nico-flow"
+
+
+def test_crds_without_keep(helm: Helm) -> None:
+    crds = kinds(helm.render(extra=("--set=crds.keep=false",)), "CustomResourceDefinition")
+    assert crds
+    assert all("annotations" not in c["metadata"] for c in crds)
+
+
+@pytest.mark.parametrize("values", VALUES_PARAMS)
+def test_migration_hook_job(helm: Helm, values: Path | None) -> None:
+    bundled = _values(values).get("database", {}).get("bundled", {}).get("enabled", False)
+    job = one(helm.render(values), "Job", "db-migrate")
+    ann = job["metadata"]["annotations"]
+    expected = "post-install,pre-upgrade" if bundled else "pre-install,pre-upgrade"
+    assert ann["helm.sh/hook"] == expected
+    assert "before-hook-creation" in ann["helm.sh/hook-delete-policy"]
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["db", "migrate"]
+    env = _env(container)
+    assert ("DB_HOST" in env) == bundled
+    assert ("DATABASE_URL" in env) != bundled
+
+
+def test_external_database(helm: Helm) -> None:
+    docs = helm.render(CI / "external-db-values.yaml")
+    for component in ("operator", "api"):
+        pod = one(docs, "Deployment", component)["spec"]["template"]["spec"]
+        env = _env(pod["containers"][0])
+        assert env["DATABASE_URL"] == {"secretKeyRef": {"name": "flow-db", "key": "dsn"}}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert volumes["db-ca"]["secret"]["secretName"] == "flow-db-ca"
+    assert kinds(docs, "StatefulSet") == []
+
+
+def test_bundled_database(helm: Helm) -> None:
+    docs = helm.render(CI / "bundled-db-values.yaml")
+    sts = one(docs, "StatefulSet", "postgres")
+    assert sts["spec"]["replicas"] == 1
+    (container,) = sts["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "docker.io/library/postgres:17.6"
+    assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"] == {
+        "storage": "2Gi"
+    }
+    secret = one(docs, "Secret", "postgres")
+    assert len(secret["stringData"]["password"]) == 32
+    svc = one(docs, "Service", "postgres")
+    env = _env(one(docs, "Deployment", "operator")["spec"]["template"]["spec"]["containers"][0])
+    assert env["DB_HOST"] == svc["metadata"]["name"]
+    assert env["DB_PASSWORD"] == {
+        "secretKeyRef": {"name": secret["metadata"]["name"], "key": "password"}
+    }
+
+
+def test_component_manager_config_is_valid(helm: Helm) -> None:
+    docs = helm.render(CI / "external-db-values.yaml")
+    cm = one(docs, "ConfigMap", "operator")
+    config = parse_config(cm["data"]["component-managers.yaml"], "chart")
+    assert config.component_managers["compute"] == "nico"
+    container = one(docs, "Deployment", "operator")["spec"]["template"]["spec"]["containers"][0]
+    assert _env(container)["COMPONENT_MANAGER_CONFIG"] == "/etc/nico-flow/component-managers.yaml"
+    # without values the operator keeps its embedded default
+    default_env = _env(
+        one(helm.render(), "Deployment", "operator")["spec"]["template"]["spec"]["containers"][0]
+    )
+    assert "COMPONENT_MANAGER_CONFIG" not in default_env
+
+
+def test_tls_network_policies_and_service_monitor(helm: Helm) -> None:
+    values = CI / "tls-netpol-monitor-values.yaml"
+    docs = helm.render(values, extra=("--api-versions=monitoring.coreos.com/v1/ServiceMonitor",))
+    monitor = one(docs, "ServiceMonitor")
+    metrics_svc = one(docs, "Service", "operator")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= (
+        metrics_svc["metadata"]["labels"].items()
+    )
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    policies = {
+        p["metadata"]["labels"]["app.kubernetes.io/component"]: p
+        for p in kinds(docs, "NetworkPolicy")
+    }
+    assert set(policies) == {"operator", "api"}
+    assert policies["api"]["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert policies["api"]["spec"]["ingress"][0]["from"][0]["namespaceSelector"]
+    # the test Pod checks health over mTLS with the configured server name
+    test_pod = one(docs, "Pod", "test")
+    cmd = test_pod["spec"]["containers"][0]["command"]
+    assert cmd[2] == "flow-nico-flow-api.nico-flow.svc:50051"
+    assert "--server-name=flow-api.example.internal" in cmd
+    # without the Prometheus Operator's API the monitor is left out
+    assert kinds(helm.render(values), "ServiceMonitor") == []
+
+
+def test_helm_test_pod_and_scripts(helm: Helm) -> None:
+    docs = helm.render()
+    pod = one(docs, "Pod", "test")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    cmd = pod["spec"]["containers"][0]["command"]
+    assert cmd == [
+        "python",
+        "/opt/nico-flow/scripts/health_probe.py",
+        "flow-nico-flow-api.nico-flow.svc:50051",
+    ]
+    scripts = one(docs, "ConfigMap", "api")
+    assert scripts["data"]["health_probe.py"] == (CHART / "files" / "health_probe.py").read_text()
+
+
+def test_peering_object_is_a_post_install_hook(helm: Helm) -> None:
+    peering = one(helm.render(), "ClusterKopfPeering")
+    assert peering["metadata"]["name"] == "nico-flow"
+    assert peering["metadata"]["annotations"]["helm.sh/hook"] == "post-install"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["bogus=1", "operator.bogus=1", "api.replicas=-1", "environment=prod", "core.url=http://x"],
+)
+def test_schema_rejects_bad_values(helm: Helm, bad: str) -> None:
+    result = helm.run("template", "flow", str(CHART), f"--set={bad}", check=False)
+    assert result.returncode != 0
+    assert "values don't meet the specifications of the schema" in result.stderr
