@@ -93,6 +93,8 @@ class FlowStack:
         "component_managers: {compute: nicolegacy, nvswitch: nico, powershelf: nico}\n"
         "manager_configs: {compute: {nicolegacy: {compute_power_delay: 0s}}}\n"
     )
+    # run the operator with these credentials instead of the admin's (RBAC tests)
+    operator_kubeconfig: Path | None = None
     simulator: Service | None = None
     operator: Service | None = None
     control: SimulatorControl | None = None
@@ -169,7 +171,7 @@ class FlowStack:
         config.write_text(self.component_config)
         return {
             "COMPONENT_MANAGER_CONFIG": str(config),
-            "KUBECONFIG": str(self.cp.kubeconfig),
+            "KUBECONFIG": str(self.operator_kubeconfig or self.cp.kubeconfig),
             "DATABASE_URL": self.database_url,
             "NICO_CORE_API_URL": self.core_address,
             "ALLOW_INSECURE_GRPC": "true",

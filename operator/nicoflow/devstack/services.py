@@ -31,8 +31,8 @@ class Service:
     ready_info: dict[str, Any] = field(default_factory=dict)
 
     def start(self, *, ready_json: bool = False, timeout: float = 60.0) -> Self:
-        """Start; with `ready_json`, wait for the first JSON object line the
-        service prints once it listens (its ports and addresses). Output goes
+        """Start; with `ready_json`, wait for the JSON line {"event": "ready", ...}
+        the service prints once it listens (its ports and addresses). Output goes
         to the log file only, so a detached service never blocks on a pipe."""
         self.log.parent.mkdir(parents=True, exist_ok=True)
         offset = self.log.stat().st_size if self.log.exists() else 0
@@ -61,7 +61,9 @@ class Service:
                             info: dict[str, Any] = json.loads(line)
                         except ValueError:
                             continue
-                        return info
+                        # JSON log lines share the file; the ready line says so
+                        if info.get("event") == "ready":
+                            return info
             if self.proc is not None and self.proc.poll() is not None:
                 break
             time.sleep(0.1)
