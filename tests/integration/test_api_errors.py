@@ -566,11 +566,11 @@ CASES: list[tuple[str, str, Build, grpc.StatusCode, str]] = [
         "offset",
     ),
     (
-        "unimplemented-nvl-create",
+        "nvl-create-no-name",
         "CreateNVLDomain",
         lambda c: pb.CreateNVLDomainRequest(),
-        UNIMPLEMENTED,
-        "CreateNVLDomain is not implemented yet in this release",
+        INVALID,
+        "nvl_domain.identifier.name is required",
     ),
     (
         "unimplemented-patch-rack",
@@ -580,11 +580,18 @@ CASES: list[tuple[str, str, Build, grpc.StatusCode, str]] = [
         "PatchRack is not implemented yet",
     ),
     (
-        "unimplemented-rules",
+        "rules-zero-limit",
         "ListOperationRules",
-        lambda c: pb.ListOperationRulesRequest(),
+        lambda c: pb.ListOperationRulesRequest(limit=0),
+        INVALID,
+        "limit is 0",
+    ),
+    (
+        "unimplemented-operation-runs",
+        "GetOperationRun",
+        lambda c: pb.GetOperationRunRequest(),
         UNIMPLEMENTED,
-        "ListOperationRules is not implemented yet",
+        "operation runs are not supported",
     ),
 ]
 

@@ -14,7 +14,17 @@ from google.protobuf import message_factory
 
 from nicoflow import __version__
 from nicoflow._proto.flow.v1 import flow_pb2 as pb
-from nicoflow.service import components, operation_requests, operations, racks, tasks
+from nicoflow.service import (
+    components,
+    drift_view,
+    nvl_domains,
+    operation_requests,
+    operations,
+    racks,
+    rules,
+    schedules,
+    tasks,
+)
 from nicoflow.service.backend import Backend
 from nicoflow.service.errors import Unimplemented
 
@@ -155,6 +165,172 @@ class FlowApi:
     ) -> pb.CancelTaskResponse:
         return pb.CancelTaskResponse(task=await tasks.cancel_task(self.backend, request))
 
+    # --- Validation and NVL domain writes -----------------------------------------------
+
+    async def ValidateComponents(
+        self, request: pb.ValidateComponentsRequest, context: Any
+    ) -> pb.ValidateComponentsResponse:
+        return await drift_view.validate_components(self.backend, request)
+
+    async def CreateNVLDomain(
+        self, request: pb.CreateNVLDomainRequest, context: Any
+    ) -> pb.CreateNVLDomainResponse:
+        did = await nvl_domains.create_domain(self.backend, request)
+        return pb.CreateNVLDomainResponse(id=pb.UUID(id=str(did)))
+
+    async def AttachRacksToNVLDomain(
+        self, request: pb.AttachRacksToNVLDomainRequest, context: Any
+    ) -> Any:
+        await nvl_domains.attach(self.backend, request)
+        return _empty("AttachRacksToNVLDomain")
+
+    async def DetachRacksFromNVLDomain(
+        self, request: pb.DetachRacksFromNVLDomainRequest, context: Any
+    ) -> Any:
+        await nvl_domains.detach(self.backend, request)
+        return _empty("DetachRacksFromNVLDomain")
+
+    # --- Operation rules ----------------------------------------------------------------
+
+    async def CreateOperationRule(
+        self, request: pb.CreateOperationRuleRequest, context: Any
+    ) -> pb.CreateOperationRuleResponse:
+        rid = await rules.create_rule(self.backend, request)
+        return pb.CreateOperationRuleResponse(id=pb.UUID(id=str(rid)))
+
+    async def UpdateOperationRule(
+        self, request: pb.UpdateOperationRuleRequest, context: Any
+    ) -> Any:
+        await rules.update_rule(self.backend, request)
+        return _empty("UpdateOperationRule")
+
+    async def DeleteOperationRule(
+        self, request: pb.DeleteOperationRuleRequest, context: Any
+    ) -> Any:
+        await rules.delete_rule(self.backend, request)
+        return _empty("DeleteOperationRule")
+
+    async def GetOperationRule(
+        self, request: pb.GetOperationRuleRequest, context: Any
+    ) -> pb.OperationRule:
+        return await rules.get_rule(self.backend, request)
+
+    async def ListOperationRules(
+        self, request: pb.ListOperationRulesRequest, context: Any
+    ) -> pb.ListOperationRulesResponse:
+        found, total = await rules.list_rules(self.backend, request)
+        return pb.ListOperationRulesResponse(rules=found, total_count=total)
+
+    async def SetRuleAsDefault(self, request: pb.SetRuleAsDefaultRequest, context: Any) -> Any:
+        await rules.set_default(self.backend, request)
+        return _empty("SetRuleAsDefault")
+
+    async def AssociateRuleWithRack(
+        self, request: pb.AssociateRuleWithRackRequest, context: Any
+    ) -> Any:
+        await rules.associate(self.backend, request)
+        return _empty("AssociateRuleWithRack")
+
+    async def DisassociateRuleFromRack(
+        self, request: pb.DisassociateRuleFromRackRequest, context: Any
+    ) -> Any:
+        await rules.disassociate(self.backend, request)
+        return _empty("DisassociateRuleFromRack")
+
+    async def GetRackRuleAssociation(
+        self, request: pb.GetRackRuleAssociationRequest, context: Any
+    ) -> pb.GetRackRuleAssociationResponse:
+        rid = await rules.get_association(self.backend, request)
+        return pb.GetRackRuleAssociationResponse(rule_id=rid)
+
+    async def ListRackRuleAssociations(
+        self, request: pb.ListRackRuleAssociationsRequest, context: Any
+    ) -> pb.ListRackRuleAssociationsResponse:
+        found = await rules.list_associations(self.backend, request)
+        return pb.ListRackRuleAssociationsResponse(associations=found)
+
+    # --- Task schedules -----------------------------------------------------------------
+
+    async def CreateTaskSchedule(
+        self, request: pb.CreateTaskScheduleRequest, context: Any
+    ) -> pb.TaskSchedule:
+        return await schedules.create_schedule(self.backend, request)
+
+    async def GetTaskSchedule(
+        self, request: pb.GetTaskScheduleRequest, context: Any
+    ) -> pb.TaskSchedule:
+        return await schedules.get_schedule(self.backend, request)
+
+    async def ListTaskSchedules(
+        self, request: pb.ListTaskSchedulesRequest, context: Any
+    ) -> pb.ListTaskSchedulesResponse:
+        found, total = await schedules.list_schedules(self.backend, request)
+        return pb.ListTaskSchedulesResponse(task_schedules=found, total=total)
+
+    async def UpdateTaskSchedule(
+        self, request: pb.UpdateTaskScheduleRequest, context: Any
+    ) -> pb.TaskSchedule:
+        return await schedules.update_schedule(self.backend, request)
+
+    async def PauseTaskSchedule(
+        self, request: pb.PauseTaskScheduleRequest, context: Any
+    ) -> pb.TaskSchedule:
+        return await schedules.pause_schedule(self.backend, request)
+
+    async def ResumeTaskSchedule(
+        self, request: pb.ResumeTaskScheduleRequest, context: Any
+    ) -> pb.TaskSchedule:
+        return await schedules.resume_schedule(self.backend, request)
+
+    async def DeleteTaskSchedule(self, request: pb.DeleteTaskScheduleRequest, context: Any) -> Any:
+        await schedules.delete_schedule(self.backend, request)
+        return _empty("DeleteTaskSchedule")
+
+    async def TriggerTaskSchedule(
+        self, request: pb.TriggerTaskScheduleRequest, context: Any
+    ) -> pb.SubmitTaskResponse:
+        ids = await schedules.trigger_schedule(self.backend, request)
+        return pb.SubmitTaskResponse(task_ids=[pb.UUID(id=str(i)) for i in ids])
+
+    async def AddTaskScheduleScope(
+        self, request: pb.AddTaskScheduleScopeRequest, context: Any
+    ) -> pb.AddTaskScheduleScopeResponse:
+        found = await schedules.add_scope(self.backend, request)
+        return pb.AddTaskScheduleScopeResponse(scopes=found)
+
+    async def RemoveTaskScheduleScope(
+        self, request: pb.RemoveTaskScheduleScopeRequest, context: Any
+    ) -> Any:
+        await schedules.remove_scope(self.backend, request)
+        return _empty("RemoveTaskScheduleScope")
+
+    async def UpdateTaskScheduleScope(
+        self, request: pb.UpdateTaskScheduleScopeRequest, context: Any
+    ) -> pb.UpdateTaskScheduleScopeResponse:
+        found, added, removed, updated = await schedules.update_scopes(self.backend, request)
+        return pb.UpdateTaskScheduleScopeResponse(
+            scopes=found, added=added, removed=removed, updated=updated
+        )
+
+    async def ListTaskScheduleScopes(
+        self, request: pb.ListTaskScheduleScopesRequest, context: Any
+    ) -> pb.ListTaskScheduleScopesResponse:
+        return pb.ListTaskScheduleScopesResponse(
+            scopes=await schedules.list_scopes(self.backend, request)
+        )
+
+    async def CheckScheduleConflicts(
+        self, request: pb.CheckScheduleConflictsRequest, context: Any
+    ) -> pb.CheckScheduleConflictsResponse:
+        found = await schedules.check_conflicts(self.backend, request)
+        return pb.CheckScheduleConflictsResponse(conflicts=found)
+
+
+def _empty(method: str) -> Any:
+    """The method's (empty) response message, whatever the proto names it."""
+    desc = pb.DESCRIPTOR.services_by_name["Flow"].methods_by_name[method].output_type
+    return message_factory.GetMessageClass(desc)()
+
 
 def method_names() -> list[str]:
     return [m.name for m in pb.DESCRIPTOR.services_by_name["Flow"].methods]
@@ -169,8 +345,16 @@ def unimplemented() -> list[str]:
     return [n for n in method_names() if n not in done]
 
 
+OPERATION_RUNS_MESSAGE = (
+    "operation runs are not supported: the original service never executed them; use "
+    "TaskSpecs with maxParallelRacks/maxFailedRacks"
+)
+
+
 def _not_yet(name: str) -> Behavior:
     async def behavior(request: Any, context: Any) -> Any:
+        if "OperationRun" in name:
+            raise Unimplemented(OPERATION_RUNS_MESSAGE)
         raise Unimplemented(f"{name} is not implemented yet in this release")
 
     return behavior
