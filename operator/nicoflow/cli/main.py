@@ -18,6 +18,17 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "simulator": ("simulator", "simulator", "Run the NICo Core simulator."),
     "operator": ("operator", "operator", "Run the operator (kopf)."),
     "serve": ("serve", "serve", "Serve the Flow gRPC API (v1.Flow)."),
+    "rack": ("client_rack", "rack", "Racks of the expected inventory (Flow API client)."),
+    "component": ("client_component", "component", "Components of the expected inventory."),
+    "nvl": ("client_nvl", "nvl", "NVLink domains."),
+    "power": ("client_ops", "power", "Power racks or components on, off, or reset them."),
+    "firmware": ("client_ops", "firmware", "Firmware upgrades."),
+    "bringup": ("client_ops", "bringup", "Bring racks up."),
+    "ingest": ("client_ops", "ingest", "Ingest racks into NICo Core."),
+    "task": ("client_task", "task", "List, inspect, cancel and watch tasks."),
+    "rule": ("client_rule", "rule", "Operation rules and rack associations."),
+    "schedule": ("client_schedule", "schedule", "Task schedules."),
+    "version": ("client_version", "version", "Client and server versions."),
 }
 
 
