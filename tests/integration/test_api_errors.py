@@ -573,11 +573,54 @@ CASES: list[tuple[str, str, Build, grpc.StatusCode, str]] = [
         "nvl_domain.identifier.name is required",
     ),
     (
-        "unimplemented-patch-rack",
+        "patch-rack-no-info",
         "PatchRack",
         lambda c: pb.PatchRackRequest(),
-        UNIMPLEMENTED,
-        "PatchRack is not implemented yet",
+        INVALID,
+        "rack.info is required",
+    ),
+    (
+        "patch-rack-rename",
+        "PatchRack",
+        lambda c: pb.PatchRackRequest(
+            rack=pb.Rack(info=pb.DeviceInfo(id=pb.UUID(id=c.rack_id), name="other-name"))
+        ),
+        INVALID,
+        "cannot change",
+    ),
+    (
+        "add-component-unknown-rack",
+        "AddComponent",
+        lambda c: pb.AddComponentRequest(
+            component=pb.Component(
+                type=pb.COMPONENT_TYPE_COMPUTE,
+                info=pb.DeviceInfo(manufacturer="NVIDIA", serial_number="S-unknown-rack"),
+                rack_id=pb.UUID(id=UNKNOWN_ID),
+            )
+        ),
+        NOT_FOUND,
+        "component.rack_id",
+    ),
+    (
+        "patch-component-unknown",
+        "PatchComponent",
+        lambda c: pb.PatchComponentRequest(id=pb.UUID(id=UNKNOWN_ID), firmware_version="2"),
+        NOT_FOUND,
+        "not found",
+    ),
+    (
+        "delete-component-bad-id",
+        "DeleteComponent",
+        lambda c: pb.DeleteComponentRequest(id=pb.UUID(id="c-1")),
+        INVALID,
+        "is not a UUID",
+    ),
+    (
+        "purge-component-unknown",
+        "PurgeComponent",
+        lambda c: pb.PurgeComponentRequest(id=pb.UUID(id=UNKNOWN_ID)),
+        NOT_FOUND,
+        "not found",
     ),
     (
         "rules-zero-limit",

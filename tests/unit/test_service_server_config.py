@@ -92,9 +92,11 @@ def test_every_method_is_registered_and_the_rest_named() -> None:
     assert sorted(done + todo) == sorted(names)
     assert {"Version", "CreateExpectedRack", "PowerOffRack", "ListTasks", "CancelTask"} <= set(done)
     assert {"PatchRack", "CreateOperationRule", "CreateTaskSchedule", "ValidateComponents"} <= set(
-        todo
+        done
     )
-    assert len(done) == 21
+    # only the operation runs, which the original never executed either
+    assert sorted(todo) == sorted(n for n in names if "OperationRun" in n)
+    assert len(done) == 53
 
 
 async def test_unimplemented_message() -> None:

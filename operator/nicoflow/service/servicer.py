@@ -15,6 +15,7 @@ from google.protobuf import message_factory
 from nicoflow import __version__
 from nicoflow._proto.flow.v1 import flow_pb2 as pb
 from nicoflow.service import (
+    component_writes,
     components,
     drift_view,
     nvl_domains,
@@ -83,6 +84,9 @@ class FlowApi:
         await racks.purge_rack(self.backend, request)
         return pb.PurgeRackResponse()
 
+    async def PatchRack(self, request: pb.PatchRackRequest, context: Any) -> pb.PatchRackResponse:
+        return pb.PatchRackResponse(report=await component_writes.patch_rack(self.backend, request))
+
     # --- Components and NVL domains -----------------------------------------------------
 
     async def GetComponentInfoByID(
@@ -100,6 +104,32 @@ class FlowApi:
     ) -> pb.GetComponentsResponse:
         found, total = await components.list_components(self.backend, request)
         return pb.GetComponentsResponse(components=found, total=total)
+
+    async def AddComponent(
+        self, request: pb.AddComponentRequest, context: Any
+    ) -> pb.AddComponentResponse:
+        return pb.AddComponentResponse(
+            component=await component_writes.add_component(self.backend, request)
+        )
+
+    async def PatchComponent(
+        self, request: pb.PatchComponentRequest, context: Any
+    ) -> pb.PatchComponentResponse:
+        return pb.PatchComponentResponse(
+            component=await component_writes.patch_component(self.backend, request)
+        )
+
+    async def DeleteComponent(
+        self, request: pb.DeleteComponentRequest, context: Any
+    ) -> pb.DeleteComponentResponse:
+        await component_writes.delete_component(self.backend, request)
+        return pb.DeleteComponentResponse()
+
+    async def PurgeComponent(
+        self, request: pb.PurgeComponentRequest, context: Any
+    ) -> pb.PurgeComponentResponse:
+        await component_writes.purge_component(self.backend, request)
+        return pb.PurgeComponentResponse()
 
     async def GetListOfNVLDomains(
         self, request: pb.GetListOfNVLDomainsRequest, context: Any
