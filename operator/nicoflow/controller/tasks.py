@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from nicoflow.api.taskstatus import TaskStatus
+from nicoflow.api.taskstatus import AppliedRule, TaskStatus
 from nicoflow.controller import events, metrics
 from nicoflow.controller.actuator import Actuator
 from nicoflow.controller.plans import footprint, plan_from_task, status_of, status_patch, task_spec
@@ -422,6 +422,12 @@ class TaskManager:
 
     async def _drive(self, entry: Entry) -> None:
         status = status_of(entry.body)
+        if status.applied_rule is None:
+            # which rule runs, and why, next to the run itself (written with the start)
+            rule = task_spec(entry.body).rule
+            status.applied_rule = AppliedRule(
+                name=rule.name, source=rule.source.value, reason=(rule.reason or "")[:512]
+            )
         outcomes: list[Outcome] = []
         fresh = True
         while True:

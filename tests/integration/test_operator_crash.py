@@ -1,0 +1,170 @@
+"""The operator SIGKILLed mid-run, several times, at different moments of a
+restart on three racks: every Task still succeeds, and the simulated hardware
+got each power command exactly once (the intent recorded before each call and
+the recovery read after a restart keep it from repeating one)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from operator_fixtures import DOWN, UP, Env, operator_stack
+
+from nicoflow.devstack.controlplane import ControlPlane
+from nicoflow.devstack.flowstack import phase
+from nicoflow.devstack.postgres import Postgres
+
+RACKS = 3
+
+
+@pytest.fixture(scope="module")
+def env(
+    control_plane: ControlPlane, postgres: Postgres, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Env]:
+    with operator_stack(
+        control_plane,
+        postgres,
+        tmp_path_factory.mktemp("crash"),
+        racks=RACKS,
+        seed=9,
+        # each power change takes 2s, so the operator dies with calls in flight
+        sim_args=("--latency-power", "2s"),
+    ) as e:
+        yield e
+
+
+def desired_state_changes(env: Env, since: int) -> dict[str, list[str]]:
+    """Compute tray -> applied changes of its desired power state in Core."""
+    out: dict[str, list[str]] = {}
+    for e in env.control.ledger(method="UpdatePowerOption", since=str(since)):
+        if e["applied"]:
+            out.setdefault(e["component_id"], []).append(e["action"].removeprefix("desired_"))
+    return out
+
+
+def _stage(task: dict[str, Any]) -> int:
+    st = task.get("status") or {}
+    return int(st.get("currentStage") or 0) if st.get("phase") == "Running" else 0
+
+
+def _intent_recorded(task: dict[str, Any]) -> bool:
+    """A state-changing call is recorded as about to be made (or in flight)."""
+    for stage in (task.get("status") or {}).get("stages") or []:
+        for step in stage.get("steps") or []:
+            if step.get("intent"):
+                return True
+    return False
+
+
+def _wait_any(
+    env: Env, taskspec: str, moment: Callable[[dict[str, Any]], bool], timeout: float = 60
+) -> dict[str, Any] | None:
+    """The first of the TaskSpec's Tasks seen at `moment`; None once all have finished."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        tasks = env.tasks(taskspec)
+        for task in tasks:
+            if moment(task):
+                return task
+        if tasks and all(phase(t) in ("Succeeded", "Failed", "Cancelled") for t in tasks):
+            return None
+        time.sleep(0.2)
+    raise TimeoutError(f"no Task of {taskspec} reached the moment within {timeout}s")
+
+
+def test_sigkill_mid_restart_three_times_loses_nothing_and_repeats_nothing(env: Env) -> None:
+    start = env.last_seq()
+    env.submit("crash-restart", "restart", env.racks)
+    names = [env.task_name("crash-restart", r) for r in env.racks]
+    moments: list[tuple[str, Callable[[dict[str, Any]], bool]]] = [
+        # an intent is in status: a call is about to go out or is in flight
+        ("intent recorded", _intent_recorded),
+        # a rack's switches or shelves going down
+        ("powering down", lambda t: _stage(t) in (2, 3)),
+        # power coming back
+        ("powering up", lambda t: _stage(t) >= 5),
+    ]
+    killed: list[tuple[str, str, int]] = []
+    for label, moment in moments:
+        task = _wait_any(env, "crash-restart", moment)
+        if task is None:
+            break
+        env.flow.kill_operator()
+        killed.append((label, task["metadata"]["name"], _stage(task)))
+        env.flow.start_operator()
+    assert len(killed) >= 2, f"the Tasks finished before the operator could be killed: {killed}"
+
+    ts = env.wait("crash-restart", timeout=180)
+    assert phase(ts) == "Complete", ts["status"]
+    assert ts["status"]["succeeded"] == RACKS
+    for name in names:
+        status = env.task(name)["status"]
+        assert status["phase"] == "Succeeded", status
+        assert [s["phase"] for s in status["stages"]] == ["Succeeded"] * 6
+
+    # No hardware operation repeated. The legacy compute manager's maintenance
+    # override insert may repeat under its request id when the kill lands
+    # between it and the power call (see the xfail test below): an upsert of the
+    # same report, so it is tolerated here and nothing else is.
+    dups = env.control.duplicates()
+    assert [d for d in dups if d["method"] != "InsertHealthReportOverride"] == []
+    for rack in env.racks:
+        assert env.power_sequence(rack, start) == [f"{t} off" for t in DOWN] + [
+            f"{t} on" for t in UP
+        ], rack
+        assert env.power_states(rack) == {"on"}, rack
+    # never a power action twice in one direction
+    counts = env.commands_per_component(env.racks, start)
+    repeated = {env.name_of(c): d for c, d in counts.items() if sorted(d) != sorted(set(d))}
+    assert repeated == {}, f"killed at {killed}: components commanded more than once"
+    # and every component exactly once each way. A compute tray under the legacy
+    # manager is commanded by its desired power state in Core (its power manager
+    # acts on it), then an admin action that only hastens it; a kill between
+    # the two leaves the tray to Core's power manager, so trays count by the former.
+    desired = desired_state_changes(env, start)
+    for cid, (rack, ctype) in env.kinds().items():
+        got = desired.get(cid) if ctype == "compute" else counts.get(cid)
+        assert got == ["off", "on"], (f"killed at {killed}", rack, env.name_of(cid), got)
+
+
+OVERRIDE_ACTIONS = ("insert_health_report", "remove_health_report")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="nicoflow/core/managers/nicolegacy_compute.py: power_control inserts a maintenance "
+    "health override per machine and removes them all only after the last machine; an "
+    "operator killed in between leaves the overrides of the machines already powered in Core "
+    "forever (the recovery read sees them landed, so nothing re-sends and removes them), and "
+    "re-inserts the in-flight machine's override under the same request id (a ledger duplicate)",
+)
+def test_sigkill_mid_compute_stage_leaves_no_maintenance_override(env: Env) -> None:
+    rack = env.racks[0]
+    compute = [c["id"] for c in env.components(rack, "compute")]
+    start = env.last_seq()
+    # compute trays are powered one after another: 0.3s each makes the stage ~5s
+    env.control.set_faults(latency={"UpdatePowerOption": 0.3})
+    try:
+        env.submit("crash-legacy", "power_off", [rack], componentTypes=["compute"])
+        name = env.task_name("crash-legacy", rack)
+        env.wait_task(name, _intent_recorded)
+        time.sleep(1.5)  # a few trays powered, one in flight
+        env.flow.kill_operator()
+        env.flow.start_operator()
+        ts = env.wait("crash-legacy", timeout=120)
+    finally:
+        env.control.replace_faults({})
+    assert phase(ts) == "Complete", ts["status"]
+    desired = desired_state_changes(env, start)
+    assert {cid: desired.get(cid) for cid in compute} == {key: ["off"] for key in compute}
+
+    last: dict[str, str] = {}
+    for e in env.control.ledger(since=str(start)):
+        if e["action"] in OVERRIDE_ACTIONS and e["applied"]:
+            last[e["component_id"]] = e["action"]
+    assert last, "the legacy compute manager inserted no maintenance override"
+    left = sorted(env.name_of(cid) for cid, action in last.items() if action != OVERRIDE_ACTIONS[1])
+    assert left == [], f"maintenance overrides left in Core after the crash: {left}"
+    assert env.control.duplicates() == []

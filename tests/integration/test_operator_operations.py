@@ -1,0 +1,232 @@
+"""The operator end to end on every power operation, a firmware upgrade and Core
+errors: the real operator process, apiserver, PostgreSQL and Core simulator.
+Outcomes are read where they happen — the simulator's power states and
+ledger, Task status and TaskSpec status."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from operator_fixtures import DOWN, UP, Env, condition, operator_stack
+
+from nicoflow.devstack.controlplane import ControlPlane
+from nicoflow.devstack.flowstack import phase
+from nicoflow.devstack.postgres import Postgres
+
+RACKS = 5
+
+
+@pytest.fixture(scope="module")
+def env(
+    control_plane: ControlPlane, postgres: Postgres, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Env]:
+    with operator_stack(
+        control_plane,
+        postgres,
+        tmp_path_factory.mktemp("ops"),
+        racks=RACKS,
+        seed=3,
+        sim_args=("--latency-power", "0s", "--latency-firmware", "1s"),
+    ) as e:
+        yield e
+
+
+@pytest.fixture(scope="module")
+def upgrade(env: Env) -> tuple[str, dict[str, Any]]:
+    """A firmware upgrade of the fifth rack with one compute tray whose every
+    update fails. It waits 30s between its two attempts (the built-in rule's
+    retry), so it starts with the module and runs beside the power tests
+    (the fault names only that tray); its test reads the outcome."""
+    rack = env.racks[4]
+    broken = env.components(rack, "compute")[3]
+    env.control.set_faults(failing=[broken["id"]])
+    env.submit("fw-upgrade", "upgrade", [rack])
+    return rack, broken
+
+
+# -- 1. every power operation across racks ----------------------------------------
+
+EXPECTED: dict[str, tuple[list[str], str, int]] = {
+    # operation -> (collapsed command sequence per rack, final power, commands per component)
+    "power_off": ([f"{t} off" for t in DOWN], "off", 1),
+    "power_on": ([f"{t} on" for t in UP], "on", 1),
+    "force_power_off": ([f"{t} off" for t in DOWN], "off", 1),
+    "force_power_on": ([f"{t} on" for t in UP], "on", 1),
+    "force_restart": ([f"{t} off" for t in DOWN] + [f"{t} on" for t in UP], "on", 2),
+}
+
+
+def _stream(env: Env, racks: list[str], ops: list[str], out: dict[str, Any]) -> None:
+    """Run operations one after another on some racks; record ledger windows."""
+    try:
+        for op in ops:
+            start = env.last_seq()
+            ts = env.run(f"ops-{op.replace('_', '-')}", op, racks, timeout=180)
+            states = {rack: env.power_states(rack) for rack in racks}
+            out[op] = (racks, start, env.last_seq(), ts, states)
+    except BaseException as exc:
+        out["error"] = exc
+
+
+def test_power_operations_command_each_component_once_in_rack_order(
+    env: Env, upgrade: tuple[str, dict[str, Any]]
+) -> None:
+    """Two streams on disjoint racks run side by side (the forced rules sleep
+    between stages): force_restart on two racks; force_power_off,
+    force_power_on, power_off, power_on on the other two."""
+    first, second = env.racks[:2], env.racks[2:4]
+    results: dict[str, Any] = {}
+    threads = [
+        threading.Thread(target=_stream, args=(env, first, ["force_restart"], results)),
+        threading.Thread(
+            target=_stream,
+            args=(
+                env,
+                second,
+                ["force_power_off", "force_power_on", "power_off", "power_on"],
+                results,
+            ),
+        ),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    if "error" in results:
+        raise results["error"]
+    assert set(results) == set(EXPECTED)
+
+    for op, (racks, since, until, ts, states) in results.items():
+        sequence, final, per_component = EXPECTED[op]
+        assert phase(ts) == "Complete", (op, ts["status"])
+        assert ts["status"]["succeeded"] == len(racks)
+        tasks = env.tasks(ts["metadata"]["name"])
+        assert sorted(t["spec"]["rack"] for t in tasks) == sorted(racks)
+        for task in tasks:
+            assert task["status"]["phase"] == "Succeeded", (op, task["status"])
+            assert all(s["phase"] == "Succeeded" for s in task["status"]["stages"])
+        for rack in racks:
+            assert env.power_sequence(rack, since, until) == sequence, (op, rack)
+            assert states[rack] == {final}, (op, rack, states)
+        counts = env.commands_per_component(racks, since, until)
+        assert set(counts) == env.component_ids(racks), op  # every component commanded
+        assert {len(v) for v in counts.values()} == {per_component}, (op, counts)
+        if per_component == 2:
+            assert {tuple(v) for v in counts.values()} == {("off", "on")}
+
+    assert env.control.duplicates() == []
+
+
+# -- 2. firmware upgrade with one component that always fails ---------------------
+
+
+def test_upgrade_fails_the_task_naming_the_failing_component(
+    env: Env, upgrade: tuple[str, dict[str, Any]]
+) -> None:
+    rack, broken = upgrade
+    try:
+        ts = env.wait("fw-upgrade", timeout=150)
+    finally:
+        env.control.replace_faults({})
+
+    assert phase(ts) == "Failed", ts["status"]
+    failed = condition(ts, "Failed")
+    assert failed is not None, ts["status"]
+    assert failed["reason"] == "TasksFailed", ts["status"]
+    assert ts["status"]["failed"] == 1
+
+    task = env.task(env.task_name("fw-upgrade", rack))
+    status = task["status"]
+    assert status["phase"] == "Failed"
+    assert broken["name"] in status["message"], status["message"]
+    step = status["stages"][0]["steps"][0]
+    assert step["componentType"] == "compute"
+    assert step["phase"] == "Failed"
+    results = {c["name"]: c for c in step["components"]}
+    assert results[broken["name"]]["phase"] == "Failed"
+    assert "firmware" in results[broken["name"]]["error"]
+    assert "after 2 attempts" in results[broken["name"]]["error"]
+    others = [c for n, c in results.items() if n != broken["name"]]
+    assert len(others) == 17
+    assert {c["phase"] for c in others} == {"Succeeded"}
+    # fail fast: the switch stage never started
+    assert status["stages"][1]["phase"] in ("Pending", "Cancelled", "Skipped"), status["stages"]
+    assert status["stages"][1]["steps"][0].get("components", []) == []
+
+
+# -- 6. Core errors -----------------------------------------------------------------
+
+
+def test_transient_core_errors_do_not_fail_tasks(env: Env) -> None:
+    """UNAVAILABLE on a fifth of the power commands (refused before they reach
+    the hardware) and on power reads after they were served."""
+    racks = env.racks[:2]
+    env.control.replace_faults(
+        {
+            "seed": 7,
+            "errors": [
+                {"method": "ComponentPowerControl", "rate": 0.2, "code": "UNAVAILABLE"},
+                {"method": "AdminPowerControl", "rate": 0.2, "code": "UNAVAILABLE"},
+                {"method": "GetPowerOptions", "rate": 0.2, "code": "UNAVAILABLE", "when": "after"},
+                {
+                    "method": "GetComponentInventory",
+                    "rate": 0.2,
+                    "code": "UNAVAILABLE",
+                    "when": "after",
+                },
+            ],
+        }
+    )
+    start = env.last_seq()
+    log_from = len(env.operator_log())
+    try:
+        ts = env.run("errors-restart", "restart", racks, timeout=180)
+    finally:
+        env.control.replace_faults({})
+    until = env.last_seq()
+    assert phase(ts) == "Complete", ts["status"]
+    assert ts["status"]["succeeded"] == 2
+    refused = [
+        e
+        for e in env.control.ledger(since=str(start))
+        if e["method"] in ("ComponentPowerControl", "AdminPowerControl") and not e["applied"]
+    ]
+    assert refused, "the fault plan injected no error: the test proves nothing"
+    log = env.operator_log()[log_from:]
+    assert "GetPowerOptions: UNAVAILABLE" in log or "GetComponentInventory: UNAVAILABLE" in log
+    for rack in racks:
+        assert env.power_sequence(rack, start, until) == [f"{t} off" for t in DOWN] + [
+            f"{t} on" for t in UP
+        ]
+        assert env.power_states(rack) == {"on"}
+    counts = env.commands_per_component(racks, start, until)
+    assert {tuple(v) for v in counts.values()} == {("off", "on")}, counts
+    assert env.control.duplicates() == []
+
+
+def test_permanent_core_error_fails_its_task_with_a_clear_message(env: Env) -> None:
+    good, bad = env.racks[2], env.racks[3]
+    broken = env.components(bad, "compute")[0]
+    env.control.set_faults(failing=[broken["id"]])
+    try:
+        ts = env.run("errors-permanent", "power_off", [good, bad], timeout=120)
+    finally:
+        env.control.replace_faults({})
+    assert phase(ts) == "Failed", ts["status"]
+    assert ts["status"]["succeeded"] == 1
+    assert ts["status"]["failed"] == 1
+
+    failed = env.task(env.task_name("errors-permanent", bad))["status"]
+    assert failed["phase"] == "Failed"
+    message = failed["message"]
+    assert broken["name"] in message, message
+    assert "rejects power action" in message, message
+    assert "after 3 attempts" in message, message
+    # fail fast: nothing after the compute stage was commanded on the bad rack
+    assert failed["stages"][1]["phase"] != "Succeeded"
+    assert env.task(env.task_name("errors-permanent", good))["status"]["phase"] == "Succeeded"
+    # leave the racks on
+    assert phase(env.run("errors-permanent-on", "power_on", [good, bad])) == "Complete"
