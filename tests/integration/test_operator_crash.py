@@ -104,12 +104,9 @@ def test_sigkill_mid_restart_three_times_loses_nothing_and_repeats_nothing(env: 
         assert status["phase"] == "Succeeded", status
         assert [s["phase"] for s in status["stages"]] == ["Succeeded"] * 6
 
-    # No hardware operation repeated. The legacy compute manager's maintenance
-    # override insert may repeat under its request id when the kill lands
-    # between it and the power call (see the xfail test below): an upsert of the
-    # same report, so it is tolerated here and nothing else is.
-    dups = env.control.duplicates()
-    assert [d for d in dups if d["method"] != "InsertHealthReportOverride"] == []
+    # No state-changing call repeated under its request id: a resend after a
+    # restart goes only to components the call did not reach, under a new key.
+    assert env.control.duplicates() == []
     for rack in env.racks:
         assert env.power_sequence(rack, start) == [f"{t} off" for t in DOWN] + [
             f"{t} on" for t in UP
@@ -132,14 +129,6 @@ def test_sigkill_mid_restart_three_times_loses_nothing_and_repeats_nothing(env: 
 OVERRIDE_ACTIONS = ("insert_health_report", "remove_health_report")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="nicoflow/core/managers/nicolegacy_compute.py: power_control inserts a maintenance "
-    "health override per machine and removes them all only after the last machine; an "
-    "operator killed in between leaves the overrides of the machines already powered in Core "
-    "forever (the recovery read sees them landed, so nothing re-sends and removes them), and "
-    "re-inserts the in-flight machine's override under the same request id (a ledger duplicate)",
-)
 def test_sigkill_mid_compute_stage_leaves_no_maintenance_override(env: Env) -> None:
     rack = env.racks[0]
     compute = [c["id"] for c in env.components(rack, "compute")]

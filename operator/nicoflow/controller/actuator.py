@@ -96,6 +96,10 @@ class Actuator:
                 return _controls(await manager.power_control(target, info))
             case CallKind.POWER_STATUS:
                 readings = await manager.get_power_status(target)
+                if call.recovery:
+                    # after a restart: undo what an interrupted power call left
+                    # behind (the legacy manager's maintenance overrides)
+                    await manager.release_power_control(target)
                 return {
                     cid: Result(_POWER.get(r.state, Observed.UNKNOWN), r.error)
                     for cid, r in readings.items()

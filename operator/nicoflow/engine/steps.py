@@ -564,7 +564,9 @@ def _apply_recovery(ctx: StepContext, st: StepStatus, outcome: Outcome) -> None:
     if not escalation:
         st.issued.extend(i for i in landed if i not in st.issued)
     remaining = [i for i in intent.component_ids if i not in landed]
-    if escalation or not remaining:
-        st.intent = None
-    else:
-        st.intent = intent.model_copy(update={"component_ids": remaining})
+    st.intent = None
+    if remaining and not escalation:
+        # The components the call did not reach get it under a new key (a new
+        # intent is written first): a resend under the old key would repeat the
+        # manager's own preparatory calls with the same request id.
+        st.attempt += 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -175,6 +176,12 @@ class NicoLegacyComputeManager(ComputeManagerBase):
         except CoreError as exc:
             return Outcome.failure(str(exc))
         return Outcome.success()
+
+    async def release_power_control(self, target: Target) -> None:
+        """Remove the maintenance overrides an interrupted power_control left;
+        removing an absent override is harmless."""
+        self.check_target(target)
+        await self._remove_overrides(target.component_ids, f"release-{uuid.uuid4().hex}")
 
     async def _remove_overrides(self, ids: Sequence[str], key: str) -> None:
         for cid in ids:
