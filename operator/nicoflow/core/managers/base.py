@@ -132,7 +132,7 @@ class ComponentManager:
     async def release_power_control(self, target: Target) -> None:
         """Clear what an interrupted power_control may have left in Core (the
         caller crashed mid-call). Idempotent; nothing to do for most managers."""
-        return None
+        return
 
     async def firmware_control(
         self, target: Target, info: FirmwareControlTaskInfo
