@@ -15,8 +15,8 @@ test: setup check pytest
 check: lint typecheck imports generated
 
 lint:
-	.venv/bin/ruff check operator tests hack
-	.venv/bin/ruff format --check operator tests hack
+	.venv/bin/ruff check operator tests hack benchmarks
+	.venv/bin/ruff format --check operator tests hack benchmarks
 
 fmt:
 	.venv/bin/ruff format operator tests hack

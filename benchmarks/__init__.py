@@ -1,0 +1,1 @@
+"""Benchmarks at datacenter scale: `make bench` (see docs/benchmarks.md)."""
