@@ -148,11 +148,6 @@ def test_task_list_and_cancel_of_a_finished_task(
     assert err.value.code() is grpc.StatusCode.FAILED_PRECONDITION
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ingest needs each component's expectation payload (BMC MAC/IP, serial, rack) from "
-    "the inventory passed to InjectExpectation; the operator does not build it yet",
-)
 def test_ingest_registers_expected_components(
     flow: FlowStack, stub: flow_pb2_grpc.FlowStub
 ) -> None:

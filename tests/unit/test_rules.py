@@ -176,9 +176,10 @@ def test_bring_up_sequence() -> None:
     ]
 
 
-def test_ingest_injects_compute_and_switches_in_one_stage() -> None:
+def test_ingest_injects_every_managed_type_in_one_stage() -> None:
     defn = builtin_rule(Op.INGEST)
-    assert types_by_stage(defn) == [[C, NVS]]
+    assert sorted(types_by_stage(defn)[0]) == sorted([PS, C, NVS])
+    assert len(types_by_stage(defn)) == 1
     assert {s.main_operation.name for s in defn.steps} == {ActionName.INJECT_EXPECTATION}
 
 

@@ -22,7 +22,7 @@ from nicoflow.api.common import (
     cel,
     validations,
 )
-from nicoflow.api.rack import MAX_COMPONENTS
+from nicoflow.api.rack import MAC_PATTERN, MAX_COMPONENTS
 from nicoflow.api.task_spec import (
     DEFAULT_QUEUE_TIMEOUT_SECONDS,
     MAX_QUEUE_TIMEOUT_SECONDS,
@@ -39,6 +39,13 @@ class ComponentRef(CrdModel):
     name: LabelName
     serial: str | None = Field(None, max_length=128)
     core_id: str | None = Field(None, max_length=128, description="Used in every Core call.")
+    bmc_mac_address: str | None = Field(
+        None,
+        pattern=MAC_PATTERN,
+        max_length=17,
+        description="The component's own BMC: how NICo Core knows a component that has no "
+        "Core id yet (ingest).",
+    )
 
 
 class ComponentGroup(CrdModel):

@@ -5,9 +5,9 @@ is an Outcome with an error, never an exception that would lose the others."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from datetime import UTC, datetime
 
+from nicoflow.controller.expectations import ExpectationLoader
 from nicoflow.core.client import CoreError
 from nicoflow.core.managers.base import (
     BringUpTaskInfo,
@@ -61,17 +61,15 @@ def _controls(results: ComponentResults) -> dict[str, Result]:
 
 
 class Actuator:
-    def __init__(self, managers: ManagerRegistry) -> None:
+    def __init__(
+        self, managers: ManagerRegistry, expectations: ExpectationLoader | None = None
+    ) -> None:
         self.managers = managers
+        self.expectations = expectations
 
-    async def run(
-        self,
-        call: Call,
-        options: Options,
-        expectations: Mapping[str, Mapping[str, object]] | None = None,
-    ) -> Outcome:
+    async def run(self, call: Call, options: Options) -> Outcome:
         try:
-            results = await self._dispatch(call, options, expectations or {})
+            results = await self._dispatch(call, options)
         except (CoreError, ManagerError) as exc:
             log.warning(
                 "%s on %s %s failed: %s", call.kind, len(call.ids), call.addressed_type, exc
@@ -79,9 +77,7 @@ class Actuator:
             return Outcome(call, error=str(exc)[:512])
         return Outcome(call, results)
 
-    async def _dispatch(
-        self, call: Call, options: Options, expectations: Mapping[str, Mapping[str, object]]
-    ) -> dict[str, Result]:
+    async def _dispatch(self, call: Call, options: Options) -> dict[str, Result]:
         manager = self.managers.get_manager(call.addressed_type)
         target = Target(call.addressed_type, call.ids)
         key = call.key or ""
@@ -123,9 +119,7 @@ class Actuator:
                 readings_bu = await manager.get_bring_up_status(target)
                 return {cid: Result(_BRING_UP[r.state], r.error) for cid, r in readings_bu.items()}
             case CallKind.INJECT_EXPECTATION:
-                entries = tuple(expectations[cid] for cid in call.ids if cid in expectations)
-                info_ex = ExpectationInfo(idempotency_key=key, entries=entries)
-                return _controls(await manager.inject_expectation(target, info_ex))
+                return await self._inject(call, key)
             case CallKind.FIRMWARE_CONSISTENCY:
                 report = await manager.verify_firmware_consistency(target)
                 state = Observed.OK if report.consistent else Observed.FAILED
@@ -134,6 +128,23 @@ class Actuator:
                     cid: Result(state, "" if report.consistent else problem) for cid in call.ids
                 }
         raise ManagerError(f"unsupported call {call.kind}")  # pragma: no cover
+
+    async def _inject(self, call: Call, key: str) -> dict[str, Result]:
+        if self.expectations is None:
+            raise ManagerError("this operator has no inventory to build expectations from")
+        payloads, problems = await self.expectations(call.addressed_type, call.ids)
+        out = {cid: Result(Observed.FAILED, why) for cid, why in problems.items()}
+        if payloads:
+            manager = self.managers.get_manager(call.addressed_type)
+            info = ExpectationInfo(idempotency_key=key, entries=tuple(payloads.values()))
+            by_mac = _controls(
+                await manager.inject_expectation(Target(call.addressed_type, call.ids), info)
+            )
+            # Core answers per BMC MAC; the Task names components by Core id or MAC
+            for cid, entry in payloads.items():
+                mac = str(entry["bmc_mac_address"])
+                out[cid] = by_mac.get(mac) or Result(Observed.FAILED, "no answer from NICo Core")
+        return out
 
 
 def _ts(seconds: int | None) -> datetime | None:

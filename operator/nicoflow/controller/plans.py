@@ -19,7 +19,9 @@ def task_spec(body: dict[str, Any]) -> TaskRunSpec:
 def plan_from_task(body: dict[str, Any], *, cancel: bool = False) -> Plan:
     spec = task_spec(body)
     components: dict[ComponentType, tuple[Component, ...]] = {
-        group.type: tuple(Component(ref.core_id or "", ref.name) for ref in group.ids)
+        group.type: tuple(
+            Component(ref.core_id or ref.bmc_mac_address or "", ref.name) for ref in group.ids
+        )
         for group in spec.components
     }
     opts = spec.options

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -13,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from nicoflow.controller import metrics
+from nicoflow.controller import expectations, metrics
 from nicoflow.controller.actuator import Actuator
 from nicoflow.controller.alerts import AlertRouter, LogSink, WebhookSink
 from nicoflow.controller.inventory_sync import InventorySyncer
@@ -101,7 +102,10 @@ class Runtime:
 
         tasks = TaskManager(
             kube,
-            Actuator(managers),
+            Actuator(
+                managers,
+                expectations.loader(sessions, kube, os.environ.get("POD_NAMESPACE") or "nico-flow"),
+            ),
             namespaces=opts.namespaces,
             statuses=statuses,
             archive=archive,

@@ -23,8 +23,14 @@ from nicoflow.controller.resources import (
 )
 from nicoflow.controller.tasks import Key, TaskManager
 from nicoflow.domain.rule_selection import RuleCandidate, RuleChoiceError, select_rule
-from nicoflow.domain.targets import InventoryComponent, InventoryRack, resolve_targets
-from nicoflow.domain.types import TaskPhase
+from nicoflow.domain.targets import (
+    InventoryComponent,
+    InventoryRack,
+    addressable,
+    resolve_targets,
+    unaddressable_reason,
+)
+from nicoflow.domain.types import OperationCode, TaskPhase
 from nicoflow.kube.client import ApiError, Conflict, KubeClient, NotFound
 
 log = logging.getLogger(__name__)
@@ -111,14 +117,13 @@ class TaskSpecController:
         created: list[dict[str, str]] = []
         for rack_name, components in sorted(resolution.per_rack.items()):
             rack = by_name[rack_name]
-            usable = [c for c in components if c.core_id]
+            usable = [c for c in components if addressable(spec.operation, c)]
             for c in components:
-                if not c.core_id:
+                if not addressable(spec.operation, c):
                     errors.append(
                         {
                             "target": f"{rack_name}/{c.name}",
-                            "message": f"{c.type.value} {c.name} (serial {c.serial}) has no NICo "
-                            "Core id yet; set coreId on the Rack or wait for inventory sync",
+                            "message": unaddressable_reason(spec.operation, c),
                         }
                     )
             if not usable:
@@ -183,6 +188,8 @@ class TaskSpecController:
         groups: dict[str, list[dict[str, str]]] = {}
         for c in components:
             ref = {"name": c.name or c.serial, "serial": c.serial, "coreId": c.core_id or ""}
+            if c.bmc_mac and spec.operation is OperationCode.INGEST:
+                ref["bmcMacAddress"] = c.bmc_mac
             groups.setdefault(c.type.value, []).append(ref)
         task_spec: dict[str, Any] = {
             "taskSpecName": meta["name"],

@@ -364,10 +364,13 @@ def bring_up() -> RuleDefinition:
 
 
 def ingest() -> RuleDefinition:
-    """Register the expected compute and switch trays with Core, side by side."""
+    """Register the rack's expected components with Core, all types side by
+    side. The original left power shelves out (they were registered with a
+    separate shelf manager then); Core now takes them like the others."""
     inject = ActionConfig(name=ActionName.INJECT_EXPECTATION)
     retry = _retry(3, "5s", 2.0)
     return _rule(
+        _step(PS, 1, inject, timeout="10m", retry=retry),
         _step(C, 1, inject, timeout="10m", retry=retry),
         _step(NVS, 1, inject, timeout="10m", retry=retry),
     )

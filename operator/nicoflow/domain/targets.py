@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from nicoflow.domain.types import ComponentType
+from nicoflow.domain.types import ComponentType, OperationCode
 
 SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
 _TYPE_ORDER = {t: i for i, t in enumerate(ComponentType)}
@@ -43,6 +43,8 @@ class InventoryComponent:
     manufacturer: str = ""
     slot_id: int | None = None
     tray_index: int | None = None
+    # its own BMC's MAC (a compute tray's host BMC): Core's key before ingestion
+    bmc_mac: str | None = None
 
 
 @dataclass(frozen=True)
@@ -383,3 +385,25 @@ def resolve_targets(
             )
         )
     return out
+
+
+def addressable(operation: OperationCode, component: InventoryComponent) -> bool:
+    """Whether a Task can address the component in NICo Core. Every hardware
+    call needs its Core id, except ingest: that registers components Core
+    does not know yet, by their BMC's MAC."""
+    if component.core_id:
+        return True
+    return operation is OperationCode.INGEST and bool(component.bmc_mac)
+
+
+def unaddressable_reason(operation: OperationCode, component: InventoryComponent) -> str:
+    what = f"{component.type.value} {component.name} (serial {component.serial})"
+    if operation is OperationCode.INGEST:
+        return (
+            f"{what} has neither a NICo Core id nor a host BMC; add a bmcs entry of type "
+            "host with its MAC address to the Rack"
+        )
+    return (
+        f"{what} has no NICo Core id yet; ingest the rack first, set coreId on the Rack, "
+        "or wait for inventory sync"
+    )

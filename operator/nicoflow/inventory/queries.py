@@ -12,7 +12,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,8 +22,8 @@ from nicoflow.domain.targets import (
     WireModel,
     match_labels,
 )
-from nicoflow.domain.types import ComponentType, OperationCode, TaskPhase
-from nicoflow.inventory.models import Component, ComponentPhase, NVLDomain, Rack, TaskHistory
+from nicoflow.domain.types import BMCType, ComponentType, OperationCode, TaskPhase
+from nicoflow.inventory.models import BMC, Component, ComponentPhase, NVLDomain, Rack, TaskHistory
 
 # --- racks and components ---------------------------------------------------------------
 
@@ -59,6 +59,13 @@ async def _fetch_racks(session: AsyncSession, stmt: _RackSelect) -> list[_RackRo
 async def _with_components(session: AsyncSession, racks: Sequence[_RackRow]) -> list[InventoryRack]:
     if not racks:
         return []
+    # The component's own BMC (the host's for a compute tray, not a DPU's):
+    # how Core knows a component before it has a Core id.
+    own_bmc = (
+        select(func.min(BMC.mac_address))
+        .where(BMC.component_id == Component.id, BMC.type == BMCType.HOST)
+        .scalar_subquery()
+    )
     rows = (
         await session.execute(
             select(
@@ -71,11 +78,12 @@ async def _with_components(session: AsyncSession, racks: Sequence[_RackRow]) -> 
                 Component.manufacturer,
                 Component.slot_id,
                 Component.tray_index,
+                own_bmc,
             ).where(Component.rack_id.in_([r.id for r in racks]), Component.deleted_at.is_(None))
         )
     ).all()
     by_rack: dict[uuid.UUID, list[InventoryComponent]] = {r.id: [] for r in racks}
-    for rack_id, cid, name, ctype, serial, core_id, maker, slot, tray in rows:
+    for rack_id, cid, name, ctype, serial, core_id, maker, slot, tray, mac in rows:
         if rack_id is None:
             continue
         by_rack[rack_id].append(
@@ -88,6 +96,7 @@ async def _with_components(session: AsyncSession, racks: Sequence[_RackRow]) -> 
                 manufacturer=maker,
                 slot_id=slot,
                 tray_index=tray,
+                bmc_mac=mac,
             )
         )
     return [

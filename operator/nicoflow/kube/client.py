@@ -50,6 +50,7 @@ class Resource:
 
 EVENTS = Resource("", "v1", "events", "Event")
 NAMESPACES = Resource("", "v1", "namespaces", "Namespace", namespaced=False)
+SECRETS = Resource("", "v1", "secrets", "Secret")
 
 
 class ApiError(Exception):
