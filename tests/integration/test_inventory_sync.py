@@ -3,25 +3,35 @@ gRPC, a migrated PostgreSQL, and (for the leak response) a real apiserver."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from nicoflow.controller.alerts import Alert, AlertRouter
-from nicoflow.controller.inventory_sync import LABEL_LEAK_RESPONSE, InventorySyncer
+from nicoflow.controller.inventory_sync import (
+    ANNOTATION_ROUND,
+    LABEL_LEAK_RESPONSE,
+    InventorySyncer,
+    leak_taskspec_name,
+)
 from nicoflow.controller.resources import RACKS, TASKSPECS
 from nicoflow.core.client import CoreClient, CoreClientSettings, RetryPolicy
+from nicoflow.core.expected import ANNOTATION_CORE_RACK, LABEL_SOURCE
 from nicoflow.core.observe import observe_site
+from nicoflow.domain.leaks import LeakAction
 from nicoflow.domain.types import ComponentType, OperationType, PowerState
 from nicoflow.inventory import migrate
 from nicoflow.inventory.db import make_async_engine, make_async_session_factory
-from nicoflow.inventory.mirror import upsert_rack
+from nicoflow.inventory.mirror import rack_summary, upsert_rack
 from nicoflow.inventory.models import (
     Component,
     ComponentDrift,
@@ -30,13 +40,14 @@ from nicoflow.inventory.models import (
     LeakStatus,
     SyncState,
 )
+from nicoflow.inventory.models import Rack as RackRow
 from nicoflow.inventory.sync import SYNC_JOB, apply_observation
-from nicoflow.kube.client import EVENTS, KubeClient
+from nicoflow.kube.client import EVENTS, ApiError, KubeClient
 from nicoflow.simulator.clock import FakeClock
 from nicoflow.simulator.export import rack_object
 from nicoflow.simulator.power import Power
 from nicoflow.simulator.server import Simulator
-from nicoflow.simulator.site import Rack, generate_site
+from nicoflow.simulator.site import Rack, Site, generate_site
 
 CT = ComponentType
 FAST_RETRY = RetryPolicy(max_attempts=2, initial_backoff=0.01, max_backoff=0.02)
@@ -61,15 +72,20 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     await eng.dispose()
 
 
-@pytest.fixture
-async def bench(engine: AsyncEngine) -> AsyncIterator[Bench]:
-    site = generate_site(2, seed=11)
+@contextlib.asynccontextmanager
+async def running(engine: AsyncEngine, site: Site) -> AsyncIterator[Bench]:
     async with Simulator(site, clock=FakeClock(), control_port=None) as sim:
         settings = CoreClientSettings(
             target=sim.address, tls=None, allow_insecure=True, timeout=5.0, retry=FAST_RETRY
         )
         async with CoreClient.session(settings) as core:
             yield Bench(sim, core, make_async_session_factory(engine))
+
+
+@pytest.fixture
+async def bench(engine: AsyncEngine) -> AsyncIterator[Bench]:
+    async with running(engine, generate_site(2, seed=11)) as b:
+        yield b
 
 
 def rack_body(rack: Rack, name: str | None = None) -> dict[str, Any]:
@@ -143,7 +159,11 @@ async def test_sync_fills_observed_state_for_every_type(bench: Bench) -> None:
     assert s.blocked_operations == []
     assert s.observed_at == NOW
 
+    assert s.nvos_ip is None  # shelves run no NVOS
+
     sw = await component(bench, switch.name, r0)
+    assert switch.nvos_ip is not None
+    assert sw.nvos_ip == switch.nvos_ip
     assert sw.power_state is PowerState.OFF
     assert sw.leak_status is LeakStatus.NOT_DETECTED
     assert sw.actual_firmware is not None
@@ -294,6 +314,22 @@ async def test_a_failed_core_call_leaves_inventory_and_drift_untouched(bench: Be
     assert switches.last_succeeded_at == later
 
 
+async def served(kube: KubeClient, namespace: str, within: float = 60.0) -> None:
+    """Wait until the apiserver serves our resources: right after `crds_installed`
+    re-applied a changed CRD it answers 429 (storage re-initializing) for a while,
+    which the syncer would rightly treat as a failed pass."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        try:
+            await kube.list(TASKSPECS, namespace)
+            await kube.list(RACKS)
+            return
+        except ApiError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
 class Recorder:
     name = "recorder"
 
@@ -316,6 +352,7 @@ async def test_a_leak_gets_one_force_power_off_across_syncs(
     clock: Callable[[], datetime] = lambda: next(clock_values)  # noqa: E731
 
     async with KubeClient.from_env(str(control_plane.kubeconfig)) as kube:
+        await served(kube, namespace)
         created = await kube.create(
             RACKS, dict(rack_object(r0).items()) | {"metadata": {"name": rack_name}}
         )
@@ -384,3 +421,246 @@ async def test_a_leak_gets_one_force_power_off_across_syncs(
         assert status["power"]["on"] == 35
         assert {f["type"] for f in status["firmware"]} == {"compute", "nvswitch", "powershelf"}
         await kube.delete(RACKS, rack_name)
+
+
+async def test_unexpected_components_count_in_the_rack_that_holds_them(bench: Bench) -> None:
+    r0, r1 = bench.rack(0), bench.rack(1)
+    trays0 = r0.of_type(CT.COMPUTE)
+    # rack 0 (Core id known to Flow) forgets one tray: Core places it in rack 0.
+    body0 = rack_body(r0)
+    body0["spec"]["components"].remove(spec_component(body0, trays0[0].name))
+    # rack 1 has no Core id in Flow, so Core's word cannot place anything there; its
+    # spec names tray X under tray Y's Core id (and lists no Y), so Core's X is unknown
+    # to Flow - but rack 1's layout lists X's serial, which places it.
+    trays1 = r1.of_type(CT.COMPUTE)
+    x, y = trays1[0], trays1[1]
+    body1 = rack_body(r1)
+    del body1["spec"]["coreId"]
+    spec_component(body1, x.name)["coreId"] = y.core_id
+    body1["spec"]["components"].remove(spec_component(body1, y.name))
+    await load(bench, body0, body1)
+
+    result = await sync(bench)
+
+    assert result.types[CT.COMPUTE].unexpected == 2
+    async with bench.sessions() as session:
+        ids = dict((await session.execute(select(RackRow.name, RackRow.id))).all())
+        s0 = await rack_summary(session, r0.name)
+        s1 = await rack_summary(session, r1.name)
+    placed = {
+        r.external_id: r.rack_id
+        for r in await drift_rows(bench)
+        if r.drift_type is DriftType.UNEXPECTED
+    }
+    assert placed == {trays0[0].core_id: ids[r0.name], x.core_id: ids[r1.name]}
+    assert s0 is not None
+    assert s1 is not None
+    assert (s0.drift_unexpected, s0.drift_missing, s0.drift_mismatch) == (1, 0, 0)
+    # rack 1 also has the serial mismatch of X-under-Y's-id
+    assert (s1.drift_unexpected, s1.drift_mismatch) == (1, 1)
+
+    # A rack that goes away leaves its unexpected components unplaced, still listed.
+    async with bench.sessions() as session, session.begin():
+        await session.execute(delete(Component).where(Component.rack_id == ids[r0.name]))
+        await session.execute(delete(RackRow).where(RackRow.id == ids[r0.name]))
+    left = {r.external_id: r.rack_id for r in await drift_rows(bench)}
+    assert left[trays0[0].core_id] is None
+
+
+class Clock:
+    """The syncer's clock, moved by hand."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def _stamp(at: datetime) -> str:
+    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def test_a_tray_powered_on_again_while_leaking_gets_exactly_one_more_power_off(
+    bench: Bench, control_plane: Any, crds_installed: list[str], namespace: str
+) -> None:
+    r0 = bench.rack(0)
+    rack_name = f"{namespace}-repower"
+    await load(bench, rack_body(r0, rack_name))
+    recorder = Recorder()
+    clock = Clock(datetime(2025, 6, 1, 12, 0, tzinfo=UTC))
+    world = bench.sim.world
+    tray = next(c for c in r0.components if c.type is CT.COMPUTE)
+    node = world.node(tray.core_id)
+
+    async with KubeClient.from_env(str(control_plane.kubeconfig)) as kube:
+
+        def syncer() -> InventorySyncer:
+            # a new one stands for an operator restart: nothing carried over in memory
+            return InventorySyncer(
+                bench.sessions,
+                bench.core,
+                kube,
+                AlertRouter([recorder]),
+                clock,
+                60.0,
+                namespace=namespace,
+            )
+
+        async def leak_specs() -> dict[str, dict[str, Any]]:
+            found = await kube.list(
+                TASKSPECS, namespace, label_selector=f"{LABEL_LEAK_RESPONSE}=true"
+            )
+            return {b["metadata"]["name"]: b for b in found}
+
+        async def pass_at(minutes: float, s: InventorySyncer) -> LeakAction:
+            clock.now = datetime(2025, 6, 1, 12, 0, tzinfo=UTC) + timedelta(minutes=minutes)
+            await s.sync_once()
+            return s.last_decisions[tray.core_id].action
+
+        async def finish(name: str, minutes: float) -> None:
+            # What the operator does when the Task ran: the tray goes dark and the
+            # TaskSpec records its completion.
+            world.set_power(node, Power.OFF)
+            done = datetime(2025, 6, 1, 12, 0, tzinfo=UTC) + timedelta(minutes=minutes)
+            await kube.patch_status(
+                TASKSPECS,
+                name,
+                {"phase": "Complete", "completionTime": _stamp(done), "racks": 1, "succeeded": 1},
+                namespace,
+            )
+
+        await served(kube, namespace)
+        await kube.create(RACKS, rack_object(r0) | {"metadata": {"name": rack_name}})
+        world.set_leak(node)
+        since = datetime.fromtimestamp(world.alerts(node)[0].since, UTC)
+        first = leak_taskspec_name(tray.core_id, since)
+        second = leak_taskspec_name(tray.core_id, since, 1)
+
+        s = syncer()
+        assert await pass_at(0, s) is LeakAction.FIRST
+        assert await pass_at(1, s) is LeakAction.WAIT  # round 0 not finished: nothing new
+        assert list(await leak_specs()) == [first]
+        await finish(first, 2)
+        assert await pass_at(3, s) is LeakAction.NONE  # dark: done
+        assert await pass_at(4, syncer()) is LeakAction.NONE  # also after a restart
+        assert list(await leak_specs()) == [first]
+
+        world.set_power(node, Power.ON)  # someone powers the leaking tray back on
+        assert await pass_at(5, syncer()) is LeakAction.REPOWERED
+        assert await pass_at(6, s) is LeakAction.WAIT
+        assert await pass_at(7, syncer()) is LeakAction.WAIT
+        specs = await leak_specs()
+        assert sorted(specs) == sorted([first, second])
+        again = specs[second]
+        assert again["metadata"]["annotations"][ANNOTATION_ROUND] == "1"
+        assert again["spec"]["operation"] == "force_power_off"
+        assert again["spec"]["targets"]["components"] == [
+            {"coreId": tray.core_id, "type": "compute"}
+        ]
+        assert bench.sim.world.power(node) is Power.ON  # we only asked; the Task acts
+
+        # After round 1 the tray stays dark while it leaks: no third request.
+        await finish(second, 8)
+        assert await pass_at(9, syncer()) is LeakAction.NONE
+        assert len(await leak_specs()) == 2
+
+        events = await kube.list(
+            EVENTS, "default", field_selector=f"involvedObject.name={rack_name}"
+        )
+        reasons = [e["reason"] for e in events if e["reason"].startswith("Leak")]
+        assert sorted(reasons) == ["LeakDetected", "LeakRepowered"]
+        repowered = next(e for e in events if e["reason"] == "LeakRepowered")
+        assert "powered on again while still leaking" in repowered["message"]
+        assert second in repowered["message"]
+        critical = [a for a in recorder.alerts if a.severity.value == "critical"]
+        assert [a.summary for a in critical] == [
+            f"Coolant leak on {tray.name}: forcing power off",
+            f"{tray.name} re-powered while leaking: forcing power off again",
+        ]
+        assert critical[1].task == f"{namespace}/{second}"
+        assert critical[1].details["round"] == 1
+
+        rack = await kube.get(RACKS, rack_name)
+        assert rack["status"]["leak"]["detectedTime"] == _stamp(since)
+        await kube.delete(RACKS, rack_name)
+
+
+async def test_racks_core_expects_are_mirrored_into_rack_objects_once(
+    engine: AsyncEngine, control_plane: Any, crds_installed: list[str], namespace: str
+) -> None:
+    # Rack names and Core ids unique to this test: Racks are cluster-scoped.
+    base = generate_site(2, seed=13)
+    site = dataclasses.replace(
+        base,
+        racks=tuple(
+            dataclasses.replace(r, name=f"{namespace}-{i}", core_id=f"{namespace}-core-{i}")
+            for i, r in enumerate(base.racks)
+        ),
+    )
+    async with running(engine, site) as bench:
+        r0, r1 = bench.rack(0), bench.rack(1)
+        async with KubeClient.from_env(str(control_plane.kubeconfig)) as kube:
+            await served(kube, namespace)
+            # rack 0 is the user's (no source label); rack 1 exists only in Core
+            mine = await kube.create(RACKS, rack_object(r0))
+            await load(bench, rack_body(r0))
+            s = InventorySyncer(
+                bench.sessions,
+                bench.core,
+                kube,
+                AlertRouter([Recorder()]),
+                namespace=namespace,
+                mirror_expected_racks=True,
+            )
+            try:
+                await s.sync_once()
+                assert s.last_mirrored == (r1.name,)
+
+                created = await kube.get(RACKS, r1.name)
+                assert created["metadata"]["labels"] == {LABEL_SOURCE: "core"}
+                assert created["metadata"]["annotations"][ANNOTATION_CORE_RACK] == r1.core_id
+                spec = created["spec"]
+                assert spec["coreId"] == r1.core_id
+                assert spec["identity"]["serialNumber"] == r1.serial
+                assert spec["location"]["position"] == r1.location.position
+                got = {c["name"]: c for c in spec["components"]}
+                assert set(got) == {c.name for c in r1.components}
+                for c in r1.components:
+                    g = got[c.name]
+                    assert (g["type"], g["serialNumber"], g["coreId"]) == (
+                        c.type.value,
+                        c.serial,
+                        c.core_id,
+                    )
+                    assert g["bmcs"] == [
+                        {"type": "host", "macAddress": c.bmc.mac, "ipAddress": c.bmc.ip}
+                    ]
+                    want = {"slotId": c.position.slot_id, "trayIndex": c.position.tray_index}
+                    if c.position.host_id is not None:
+                        want["hostId"] = c.position.host_id
+                    assert g["position"] == want
+                # the user's Rack is untouched
+                after = await kube.get(RACKS, r0.name)
+                assert LABEL_SOURCE not in (after["metadata"].get("labels") or {})
+                assert after["spec"] == mine["spec"]
+
+                # A second pass writes nothing: no Rack created or changed.
+                before = {r["metadata"]["name"]: r["metadata"]["resourceVersion"]
+                          for r in await kube.list(RACKS)}  # fmt: skip
+                await s.sync_once()
+                assert len(s.last_mirrored) == 0
+                now = {r["metadata"]["name"]: r["metadata"]["resourceVersion"]
+                       for r in await kube.list(RACKS)}  # fmt: skip
+                assert now == before
+
+                # The mirrored Rack is one the inventory takes as it is, and Core then
+                # matches every one of its components: no drift for it.
+                await load(bench, created)
+                result = await sync(bench)
+                assert result.drift_total == 0
+                assert all(c.matched == c.observed for c in result.types.values())
+            finally:
+                for name in (r0.name, r1.name):
+                    with contextlib.suppress(Exception):
+                        await kube.delete(RACKS, name)

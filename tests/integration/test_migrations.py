@@ -41,6 +41,7 @@ from nicoflow.inventory.models import (
 )
 
 FLOW = Path(sys.executable).with_name("flow")
+HEAD = "0002"
 TABLES = {"nvl_domain", "rack", "component", "bmc", "component_drift", "task_history", "sync_state"}
 
 
@@ -85,7 +86,7 @@ def test_upgrade_downgrade_upgrade(database_url: str, engine: Engine) -> None:
 
     result = migrate.upgrade(database_url)
     assert (result.before, result.after) == (None, migrate.heads()[0])
-    assert migrate.current(database_url) == "0001"
+    assert migrate.current(database_url) == HEAD
     assert migrate.is_up_to_date(database_url)
     assert _tables(engine) == TABLES
 
@@ -102,7 +103,7 @@ def test_upgrade_downgrade_upgrade(database_url: str, engine: Engine) -> None:
     assert "external_id IS NOT NULL" in partial["dialect_options"]["postgresql_where"]
 
     down = migrate.downgrade(database_url, "base")
-    assert (down.before, down.after) == ("0001", None)
+    assert (down.before, down.after) == (HEAD, None)
     assert _tables(engine) == set()
     with engine.connect() as conn:
         functions = conn.scalar(
@@ -110,15 +111,95 @@ def test_upgrade_downgrade_upgrade(database_url: str, engine: Engine) -> None:
         )
     assert functions == 0
 
-    assert migrate.upgrade(database_url).after == "0001"
+    assert migrate.upgrade(database_url).after == HEAD
     assert _tables(engine) == TABLES
+
+
+def _columns(engine: Engine, table: str) -> set[str]:
+    return {c["name"] for c in inspect(engine).get_columns(table)}
+
+
+def test_0002_adds_and_removes_its_columns_and_keeps_the_rows(
+    database_url: str, engine: Engine
+) -> None:
+    migrate.upgrade(database_url, "0001")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO rack (name, manufacturer, serial_number) "
+                "VALUES ('r1', 'NVIDIA', 'R1');"
+                "INSERT INTO component (type, manufacturer, serial_number, leak_status) "
+                "VALUES ('nvswitch', 'NVIDIA', 'S1', 'detected');"
+                "INSERT INTO component_drift (component_type, drift_type, external_id) "
+                "VALUES ('compute', 'unexpected', 'm-1')"
+            )
+        )
+    assert "rack_id" not in _columns(engine, "component_drift")
+
+    up = migrate.upgrade(database_url)
+    assert (up.before, up.after) == ("0001", "0002")
+    assert {"nvos_ip", "leak_since"} <= _columns(engine, "component")
+    fks = {fk["name"]: fk for fk in inspect(engine).get_foreign_keys("component_drift")}
+    assert fks["fk_component_drift_rack_id_rack"]["options"]["ondelete"] == "SET NULL"
+    with engine.begin() as conn:
+        rack_id = conn.scalar(text("SELECT id FROM rack"))
+        # Existing rows read as "not placed / not observed yet".
+        assert conn.execute(text("SELECT rack_id FROM component_drift")).all() == [(None,)]
+        assert conn.execute(text("SELECT nvos_ip, leak_since FROM component")).all() == [
+            (None, None)
+        ]
+        conn.execute(text("UPDATE component_drift SET rack_id = :r"), {"r": rack_id})
+        conn.execute(text("UPDATE component SET nvos_ip = '10.0.0.9', leak_since = now()"))
+
+    down = migrate.downgrade(database_url, "0001")
+    assert (down.before, down.after) == ("0002", "0001")
+    assert "rack_id" not in _columns(engine, "component_drift")
+    assert not {"nvos_ip", "leak_since"} & _columns(engine, "component")
+    with engine.connect() as conn:
+        assert conn.scalar(text("SELECT count(*) FROM component_drift")) == 1
+        assert conn.scalar(text("SELECT count(*) FROM component")) == 1
+
+    assert migrate.upgrade(database_url).after == "0002"
+    assert "rack_id" in _columns(engine, "component_drift")
+
+
+def test_purging_a_rack_unplaces_its_unexpected_drift(migrated: Engine) -> None:
+    sessions = make_session_factory(migrated)
+    with sessions.begin() as s:
+        rack = _rack("r1", "R1")
+        s.add(rack)
+        s.flush()
+        s.add(
+            ComponentDrift(
+                external_id="m-9",
+                rack_id=rack.id,
+                component_type=ComponentType.COMPUTE,
+                drift_type=DriftType.UNEXPECTED,
+            )
+        )
+    with migrated.begin() as conn:
+        conn.execute(text("DELETE FROM rack"))
+    with migrated.connect() as conn:
+        assert conn.execute(text("SELECT external_id, rack_id FROM component_drift")).all() == [
+            ("m-9", None)
+        ]
+
+
+def test_nvos_ip_is_validated_by_the_database(migrated: Engine) -> None:
+    sessions = make_session_factory(migrated)
+    with sessions.begin() as s:
+        s.add(_component("S1", ComponentType.NVSWITCH, nvos_ip="10.1.2.3"))
+    with sessions() as s:
+        assert s.scalars(select(Component.nvos_ip)).all() == ["10.1.2.3"]
+    with pytest.raises(Exception, match="inet"), sessions.begin() as s:
+        s.add(_component("S2", ComponentType.NVSWITCH, nvos_ip="not-an-ip"))
 
 
 def test_upgrade_twice_is_a_no_op(database_url: str) -> None:
     migrate.upgrade(database_url)
     again = migrate.upgrade(database_url)
     assert not again.changed
-    assert again.after == "0001"
+    assert again.after == HEAD
 
 
 def test_database_ahead_of_the_code_is_refused_clearly(database_url: str, migrated: Engine) -> None:
@@ -453,7 +534,7 @@ def test_migration_waits_for_the_lock(database_url: str, engine: Engine) -> None
             holder.commit()
         _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
-    assert migrate.current(database_url) == "0001"
+    assert migrate.current(database_url) == HEAD
 
 
 def test_concurrent_migrators_take_turns(database_url: str, engine: Engine) -> None:
@@ -480,20 +561,21 @@ def test_concurrent_migrators_take_turns(database_url: str, engine: Engine) -> N
 def test_flow_db_cli_up_and_down(database_url: str, engine: Engine) -> None:
     up = _flow("db", "migrate", "--database-url", database_url)
     assert up.returncode == 0, up.stderr
-    assert "base (empty schema) -> 0001 (head)" in up.stdout
+    assert f"base (empty schema) -> {HEAD} (head)" in up.stdout
     assert _tables(engine) == TABLES
 
     cur = _flow("db", "current", "--database-url", database_url)
     assert cur.returncode == 0, cur.stderr
-    assert cur.stdout.strip() == "0001 (head)"
+    assert cur.stdout.strip() == f"{HEAD} (head)"
 
     hist = _flow("db", "history", "--database-url", database_url)
     assert hist.returncode == 0, hist.stderr
-    assert "base -> 0001 (head, current)" in hist.stdout
+    assert "base -> 0001:" in hist.stdout
+    assert f"0001 -> {HEAD} (head, current)" in hist.stdout
 
     down = _flow("db", "migrate", "--to", "base", "--database-url", database_url)
     assert down.returncode == 0, down.stderr
-    assert "0001 (head) -> base (empty schema)" in down.stdout
+    assert f"{HEAD} (head) -> base (empty schema)" in down.stdout
     assert _tables(engine) == set()
 
     cur = _flow("db", "current", "--database-url", database_url)
@@ -510,7 +592,7 @@ def test_flow_db_cli_reads_the_environment(database_url: str, engine: Engine) ->
     env["DATABASE_URL"] = database_url
     result = _flow("db", "migrate", env=env)
     assert result.returncode == 0, result.stderr
-    assert migrate.current(database_url) == "0001"
+    assert migrate.current(database_url) == HEAD
 
 
 def test_flow_db_cli_errors_are_clear(database_url: str) -> None:

@@ -12,6 +12,7 @@ from nicoflow.inventory.drift import (
     ExpectedComponent,
     FieldDiff,
     MatchedBy,
+    RackLocator,
     compare_type,
     field_diffs,
     match_components,
@@ -153,3 +154,63 @@ def test_compare_type_reports_every_kind_of_drift_for_every_type(ctype: Componen
 def test_compare_type_refuses_an_unobserved_type() -> None:
     with pytest.raises(ValueError, match="not observed"):
         compare_type([], TypeObservation(CT.COMPUTE, error="UNAVAILABLE"))
+
+
+RACK_A = uuid.uuid5(uuid.NAMESPACE_DNS, "rack-a")
+RACK_B = uuid.uuid5(uuid.NAMESPACE_DNS, "rack-b")
+
+
+def test_unexpected_components_are_placed_by_core_rack_then_layout() -> None:
+    # rack A expects tray "a1" (serial S-A1, MAC ...a1) under Core id m-a1.
+    a1 = expected(
+        "a1", "S-A1", ext="m-a1", macs=("00:00:00:00:00:a1",), type=CT.COMPUTE, rack_id=RACK_A
+    )
+    locator = RackLocator({"core-rack-b": RACK_B}, [a1])
+    # Core says where it is, and Flow knows that rack: Core wins.
+    assert locator.locate(actual("x", "S-A1", rack_core_id="core-rack-b")) == RACK_B
+    # Core names a rack Flow does not know: the layout that lists its serial or MAC.
+    assert locator.locate(actual("x", "S-A1", rack_core_id="core-rack-z")) == RACK_A
+    assert locator.locate(actual("x", "S-other", "00:00:00:00:00:a1")) == RACK_A
+    # nothing places it
+    assert locator.locate(actual("x", "S-other", "00:00:00:00:00:ff")) is None
+    assert locator.locate(actual("x", rack_core_id="core-rack-z")) is None
+
+
+def test_every_drift_row_carries_its_rack() -> None:
+    ctype = CT.COMPUTE
+    pos = ObservedPosition(None, None, None)
+
+    gone = expected("gone", "S-GONE", ext="m-gone", type=ctype, rack_id=RACK_A)
+    fw = expected("fw", "S-FW", ext="m-fw", type=ctype, rack_id=RACK_B, firmware_version="1")
+    # m-swapped reports the serial rack A expects for "gone"'s neighbour; m-b sits in rack B
+    # by Core's word; m-lost is nowhere Flow knows.
+    neighbour = expected("neighbour", "S-N", ext="m-n-old", type=ctype, rack_id=RACK_A)
+    obs = TypeObservation(
+        ctype,
+        (
+            actual("m-fw", "S-FW", type=ctype, firmware_version="2", position=pos),
+            actual("m-n-old", "S-N2", type=ctype, position=pos),
+            actual("m-swapped", "S-N", type=ctype, position=pos),
+            actual("m-b", "S-B", type=ctype, position=pos, rack_core_id="rb"),
+            actual("m-lost", "S-L", type=ctype, position=pos, rack_core_id="rz"),
+        ),
+    )
+    cmp = compare_type([gone, fw, neighbour], obs, {"rb": RACK_B})
+    racks = {(d.drift_type, d.external_id): d.rack_id for d in cmp.drift}
+    assert racks == {
+        (DriftType.MISSING, "m-gone"): RACK_A,
+        (DriftType.MISMATCH, "m-fw"): RACK_B,
+        (DriftType.MISMATCH, "m-n-old"): RACK_A,
+        (DriftType.UNEXPECTED, "m-swapped"): RACK_A,
+        (DriftType.UNEXPECTED, "m-b"): RACK_B,
+        (DriftType.UNEXPECTED, "m-lost"): None,
+    }
+    # without Flow's racks by Core id only the layout places anything
+    bare = compare_type([gone, fw, neighbour], obs)
+    assert {
+        d.external_id: d.rack_id for d in bare.drift if d.drift_type is DriftType.UNEXPECTED
+    } == {
+        "m-swapped": RACK_A,
+        "m-b": None,
+        "m-lost": None,
+    }

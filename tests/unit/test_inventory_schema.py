@@ -68,9 +68,11 @@ def test_single_linear_head(scripts: ScriptDirectory) -> None:
         (None, "head", "up"),
         (None, "0001", "up"),
         (None, "base", "none"),
-        ("0001", "head", "none"),
+        ("0001", "head", "up"),
         ("0001", "0001", "none"),
         ("0001", "base", "down"),
+        ("0002", "head", "none"),
+        ("0002", "0001", "down"),
     ],
 )
 def test_plan_direction(

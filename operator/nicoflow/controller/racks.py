@@ -124,6 +124,8 @@ def summary_status(
     leak: dict[str, Any] = {"state": leak_state}
     if summary.leaking_components:
         leak["components"] = list(summary.leaking_components)
+    if summary.leaks_detected and summary.leak_since is not None:
+        leak["detectedTime"] = _time(summary.leak_since)
     status: dict[str, Any] = {
         "observedGeneration": body["metadata"].get("generation"),
         "componentCounts": counts,

@@ -3,12 +3,17 @@
 Pure: rows in, matches and drift out. Matching tries Core's id first (the
 id the inventory already holds), then the serial number, then the BMC MAC,
 each Core component being claimed at most once; ids first so a serial or MAC
-match can never take a Core component another expected component names by id."""
+match can never take a Core component another expected component names by id.
+
+Every drift row names its rack where one is known: the expected component's
+rack, or for a component nobody expects, the rack Core places it in (when Flow
+knows that rack by its Core id), else the rack whose expected layout has a
+component with its serial number or BMC MAC."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -42,6 +47,7 @@ class ExpectedComponent:
     host_id: int | None = None
     firmware_version: str | None = None
     rack: str | None = None
+    rack_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,7 @@ class Drift:
     component_id: uuid.UUID | None  # None for unexpected
     external_id: str | None
     diffs: tuple[FieldDiff, ...] = ()
+    rack_id: uuid.UUID | None = None
 
     def diffs_json(self) -> list[dict[str, Any]]:
         return [d.to_json() for d in self.diffs]
@@ -145,8 +152,48 @@ def field_diffs(e: ExpectedComponent, a: ObservedComponent) -> list[FieldDiff]:
     return out
 
 
-def compare_type(expected: Iterable[ExpectedComponent], obs: TypeObservation) -> Comparison:
-    """Matches and drift for one observed type (call only when `obs.ok`)."""
+class RackLocator:
+    """Places a component nobody expects in a rack, if anything does.
+
+    Core's word comes first: the rack it reports, when Flow knows a rack with
+    that Core id. Otherwise a rack whose expected layout lists a component with
+    the same serial number or BMC MAC (e.g. a tray swapped in under another Core
+    id) claims it. Built once per type: lookups are dictionary hits."""
+
+    def __init__(
+        self,
+        racks_by_core_id: Mapping[str, uuid.UUID],
+        expected: Iterable[ExpectedComponent] = (),
+    ) -> None:
+        self._racks = dict(racks_by_core_id)
+        self._by_serial: dict[str, uuid.UUID] = {}
+        self._by_mac: dict[str, uuid.UUID] = {}
+        for e in expected:
+            if e.rack_id is None:
+                continue
+            self._by_serial.setdefault(e.serial.strip(), e.rack_id)
+            for mac in e.macs:
+                self._by_mac.setdefault(mac, e.rack_id)
+
+    def locate(self, a: ObservedComponent) -> uuid.UUID | None:
+        if a.rack_core_id and a.rack_core_id in self._racks:
+            return self._racks[a.rack_core_id]
+        if a.serial and a.serial.strip() in self._by_serial:
+            return self._by_serial[a.serial.strip()]
+        if a.bmc_mac and a.bmc_mac in self._by_mac:
+            return self._by_mac[a.bmc_mac]
+        return None
+
+
+def compare_type(
+    expected: Iterable[ExpectedComponent],
+    obs: TypeObservation,
+    racks_by_core_id: Mapping[str, uuid.UUID] | None = None,
+) -> Comparison:
+    """Matches and drift for one observed type (call only when `obs.ok`).
+
+    `racks_by_core_id`: Flow's racks by their Core id, to place unexpected
+    components in the rack Core reports for them."""
     if not obs.ok:
         raise ValueError(f"{obs.type.value} was not observed: {obs.error}")
     rows = [e for e in expected if e.type is obs.type]
@@ -160,19 +207,29 @@ def compare_type(expected: Iterable[ExpectedComponent], obs: TypeObservation) ->
                 e.id,
                 e.external_id,
                 (FieldDiff("core_id", _text(e.external_id, UNSET_VALUE), MISSING_VALUE),),
+                e.rack_id,
             )
         )
+    locator = RackLocator(racks_by_core_id or {}, rows) if unexpected else None
     for a in unexpected:
         diffs = [FieldDiff("core_id", MISSING_VALUE, a.core_id)]
         if a.serial:
             diffs.append(FieldDiff("serial_number", MISSING_VALUE, a.serial))
         if a.bmc_mac:
             diffs.append(FieldDiff("bmc_mac", MISSING_VALUE, a.bmc_mac))
-        drift.append(Drift(obs.type, DriftType.UNEXPECTED, None, a.core_id, tuple(diffs)))
+        rack_id = locator.locate(a) if locator is not None else None
+        drift.append(Drift(obs.type, DriftType.UNEXPECTED, None, a.core_id, tuple(diffs), rack_id))
     for m in matches:
         diffs = field_diffs(m.expected, m.actual)
         if diffs:
             drift.append(
-                Drift(obs.type, DriftType.MISMATCH, m.expected.id, m.actual.core_id, tuple(diffs))
+                Drift(
+                    obs.type,
+                    DriftType.MISMATCH,
+                    m.expected.id,
+                    m.actual.core_id,
+                    tuple(diffs),
+                    m.expected.rack_id,
+                )
             )
     return Comparison(tuple(matches), tuple(missing), tuple(unexpected), tuple(drift))

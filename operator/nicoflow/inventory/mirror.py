@@ -566,6 +566,7 @@ class RackSummary:
     leaks_detected: int
     leaking_components: tuple[str, ...]
     leak_observed: int  # components whose leak status is known (detected or not)
+    leak_since: datetime | None = None  # start of the earliest leak under way
 
     @property
     def total(self) -> int:
@@ -608,6 +609,7 @@ async def rack_summary(session: AsyncSession, name: str) -> RackSummary | None:
                 Component.actual_firmware,
                 Component.leak_status,
                 Component.observed_at,
+                Component.leak_since,
             ).where(Component.rack_id == rack_id, Component.deleted_at.is_(None))
         )
     ).all()
@@ -618,7 +620,8 @@ async def rack_summary(session: AsyncSession, name: str) -> RackSummary | None:
     leaking: list[str] = []
     leak_known = 0
     observed: datetime | None = None
-    for cname, ctype, pstate, fw, actual_fw, leak, seen in rows:
+    leak_start: datetime | None = None
+    for cname, ctype, pstate, fw, actual_fw, leak, seen, since in rows:
         counts[ctype] += 1
         power[pstate] += 1
         if fw:
@@ -628,25 +631,34 @@ async def rack_summary(session: AsyncSession, name: str) -> RackSummary | None:
             actual.setdefault(ctype, Counter())[version] += 1
         if leak is LeakStatus.DETECTED:
             leaking.append(cname)
+            if since is not None and (leak_start is None or since < leak_start):
+                leak_start = since
         if leak is not LeakStatus.UNKNOWN:
             leak_known += 1
         if seen is not None and (observed is None or seen > observed):
             observed = seen
 
-    drift_rows = (
-        await session.execute(
-            select(ComponentDrift.drift_type, func.count(), func.max(ComponentDrift.checked_at))
-            .join(Component, ComponentDrift.component_id == Component.id)
-            .where(Component.rack_id == rack_id)
-            .group_by(ComponentDrift.drift_type)
-        )
-    ).all()
-    drift: dict[DriftType, int] = {}
+    # Rows of the rack's components follow the component (a component moved to
+    # another rack takes its drift along at once); rows of components nobody
+    # expects belong to the rack the sync placed them in.
+    of_components = (
+        select(ComponentDrift.drift_type, func.count(), func.max(ComponentDrift.checked_at))
+        .join(Component, ComponentDrift.component_id == Component.id)
+        .where(Component.rack_id == rack_id)
+        .group_by(ComponentDrift.drift_type)
+    )
+    placed = (
+        select(ComponentDrift.drift_type, func.count(), func.max(ComponentDrift.checked_at))
+        .where(ComponentDrift.rack_id == rack_id, ComponentDrift.component_id.is_(None))
+        .group_by(ComponentDrift.drift_type)
+    )
+    drift: Counter[DriftType] = Counter()
     checked: datetime | None = None
-    for dtype, n, last in drift_rows:
-        drift[dtype] = n
-        if last is not None and (checked is None or last > checked):
-            checked = last
+    for stmt in (of_components, placed):
+        for dtype, n, last in (await session.execute(stmt)).all():
+            drift[dtype] += n
+            if last is not None and (checked is None or last > checked):
+                checked = last
 
     order = list(ComponentType)
     types = sorted(set(expected) | set(actual), key=order.index)
@@ -672,4 +684,5 @@ async def rack_summary(session: AsyncSession, name: str) -> RackSummary | None:
         leaks_detected=len(leaking),
         leaking_components=tuple(sorted(leaking)),
         leak_observed=leak_known,
+        leak_since=leak_start,
     )

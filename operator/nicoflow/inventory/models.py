@@ -285,6 +285,11 @@ class Component(Base):
         default=LeakStatus.UNKNOWN,
         server_default=LeakStatus.UNKNOWN.value,
     )
+    # Start of the current leak incident (Core's alert time, else when first seen);
+    # NULL unless leak_status is detected. The leak response keys its TaskSpecs on it.
+    leak_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # NVOS management address Core reports for a switch.
+    nvos_ip: Mapped[str | None] = mapped_column(IPAddress)
     observed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     created_at: Mapped[datetime] = _created_at()
@@ -343,6 +348,12 @@ class ComponentDrift(Base):
         ForeignKey("component.id", ondelete="CASCADE"), index=True
     )
     external_id: Mapped[str | None] = mapped_column(Text)
+    # The rack the row belongs to: the component's rack when checked, or for an
+    # unexpected component the rack Core places it in (or whose layout names its
+    # serial or BMC MAC); NULL when nothing places it.
+    rack_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("rack.id", ondelete="SET NULL"), index=True
+    )
     component_type: Mapped[ComponentType] = mapped_column(
         _enum(ComponentType, "component_type"), nullable=False
     )

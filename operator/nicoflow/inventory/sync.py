@@ -4,10 +4,16 @@ every component, Core ids learned by serial or MAC, drift rows and leak status.
 Runs inside the caller's transaction (the caller commits). A component type
 Core could not be asked about is left exactly as it was - observed columns,
 drift rows and all - and its error is recorded in `sync_state`; only the types
-observed without error are rewritten."""
+observed without error are rewritten.
+
+A leak incident starts when a component's leak status turns DETECTED; its
+start (`leak_since`) is Core's alert time when Core gives one, else the time of
+the pass that first saw it, and stays put while the leak lasts, so the leak
+response can key its power-off requests on (component, start)."""
 
 from __future__ import annotations
 
+import ipaddress
 import uuid
 from collections import defaultdict
 from collections.abc import Mapping
@@ -38,15 +44,17 @@ NOT_IN_CORE = "not reported by NICo Core"
 
 
 @dataclass(frozen=True)
-class NewLeak:
-    """A component whose leak status turned DETECTED in this pass."""
+class Leak:
+    """A component Core reports leaking in this pass."""
 
     component_id: uuid.UUID
     name: str
     type: ComponentType
     core_id: str
     rack: str | None
-    since: datetime  # when Core says the alert started, else when we first saw it
+    since: datetime  # start of the incident (see the module docstring)
+    power: PowerState = PowerState.UNKNOWN
+    new: bool = True  # its leak status turned DETECTED in this pass
 
 
 @dataclass(frozen=True)
@@ -63,9 +71,14 @@ class TypeCounts:
 class SyncResult:
     types: Mapping[ComponentType, TypeCounts] = field(default_factory=dict)
     errors: Mapping[ComponentType, str] = field(default_factory=dict)
-    new_leaks: tuple[NewLeak, ...] = ()
+    # Every component leaking now, new or not (the leak response decides per pass).
+    leaks: tuple[Leak, ...] = ()
     # Racks with a component of an observed type: their summaries may have moved.
     racks: frozenset[str] = frozenset()
+
+    @property
+    def new_leaks(self) -> tuple[Leak, ...]:
+        return tuple(leak for leak in self.leaks if leak.new)
 
     @property
     def drift_total(self) -> int:
@@ -76,6 +89,7 @@ class SyncResult:
 class _Row:
     expected: ExpectedComponent
     leak_status: LeakStatus
+    leak_since: datetime | None
 
 
 async def _expected(session: AsyncSession, ctype: ComponentType) -> list[_Row]:
@@ -91,7 +105,9 @@ async def _expected(session: AsyncSession, ctype: ComponentType) -> list[_Row]:
                 Component.host_id,
                 Component.firmware_version,
                 Component.leak_status,
+                Component.leak_since,
                 Rack.name,
+                Component.rack_id,
             )
             .outerjoin(Rack, Component.rack_id == Rack.id)
             .where(Component.type == ctype, Component.deleted_at.is_(None))
@@ -123,11 +139,22 @@ async def _expected(session: AsyncSession, ctype: ComponentType) -> list[_Row]:
                 host_id=host,
                 firmware_version=fw,
                 rack=rack,
+                rack_id=rack_id,
             ),
             LeakStatus(leak),
+            since,
         )
-        for cid, name, serial, ext, slot, tray, host, fw, leak, rack in rows
+        for cid, name, serial, ext, slot, tray, host, fw, leak, since, rack, rack_id in rows
     ]
+
+
+async def _racks_by_core_id(session: AsyncSession) -> dict[str, uuid.UUID]:
+    rows = await session.execute(
+        select(Rack.external_id, Rack.id).where(
+            Rack.external_id.is_not(None), Rack.deleted_at.is_(None)
+        )
+    )
+    return {ext: rid for ext, rid in rows.all() if ext}
 
 
 def _leak(a: ObservedComponent) -> LeakStatus:
@@ -146,7 +173,32 @@ def _firmware_json(a: ObservedComponent) -> dict[str, Any] | None:
     return out
 
 
-def _observed_values(a: ObservedComponent, now: datetime) -> dict[str, Any]:
+def ip_or_none(raw: str | None) -> str | None:
+    """An address the INET column accepts, or None: one malformed value from
+    Core must not fail the whole pass."""
+    if not raw:
+        return None
+    try:
+        return str(ipaddress.ip_address(raw.strip()))
+    except ValueError:
+        return None
+
+
+def leak_since(
+    row_status: LeakStatus, row_since: datetime | None, a: ObservedComponent, now: datetime
+) -> datetime | None:
+    """Start of the incident `a` is in, or None when it does not leak. Core's
+    alert time wins; without it an incident already under way keeps its start."""
+    if _leak(a) is not LeakStatus.DETECTED:
+        return None
+    if a.leak_since is not None:
+        return a.leak_since
+    if row_status is LeakStatus.DETECTED and row_since is not None:
+        return row_since
+    return now
+
+
+def _observed_values(a: ObservedComponent, now: datetime, since: datetime | None) -> dict[str, Any]:
     return {
         "power_state": a.power,
         "actual_firmware": _firmware_json(a),
@@ -154,6 +206,8 @@ def _observed_values(a: ObservedComponent, now: datetime) -> dict[str, Any]:
         "status_reason": a.status.reason or None,
         "blocked_operations": sorted(op.value for op in a.status.blocked),
         "leak_status": _leak(a),
+        "leak_since": since,
+        "nvos_ip": ip_or_none(a.nvos_ip),
         "observed_at": now,
     }
 
@@ -166,6 +220,8 @@ def _absent_values(now: datetime) -> dict[str, Any]:
         "status_reason": NOT_IN_CORE,
         "blocked_operations": [],
         "leak_status": LeakStatus.UNKNOWN,
+        "leak_since": None,
+        "nvos_ip": None,
         "observed_at": now,
     }
 
@@ -177,8 +233,8 @@ async def _apply_type(
     comparison: Comparison,
     now: datetime,
     observed: int,
-) -> tuple[TypeCounts, list[NewLeak]]:
-    previous_leak = {r.expected.id: r.leak_status for r in rows}
+) -> tuple[TypeCounts, list[Leak]]:
+    previous = {r.expected.id: r for r in rows}
     learned = {
         m.actual.core_id
         for m in comparison.matches
@@ -196,22 +252,23 @@ async def _apply_type(
             .values(external_id=None)
         )
     updates: list[dict[str, Any]] = []
-    leaks: list[NewLeak] = []
+    leaks: list[Leak] = []
     for m in comparison.matches:
-        values = _observed_values(m.actual, now)
+        row = previous[m.expected.id]
+        since = leak_since(row.leak_status, row.leak_since, m.actual, now)
+        values = _observed_values(m.actual, now, since)
         updates.append({"id": m.expected.id, "external_id": m.actual.core_id, **values})
-        if (
-            values["leak_status"] is LeakStatus.DETECTED
-            and previous_leak.get(m.expected.id) is not LeakStatus.DETECTED
-        ):
+        if since is not None:
             leaks.append(
-                NewLeak(
+                Leak(
                     component_id=m.expected.id,
                     name=m.expected.name,
                     type=ctype,
                     core_id=m.actual.core_id,
                     rack=m.expected.rack,
-                    since=m.actual.leak_since or now,
+                    since=since,
+                    power=m.actual.power,
+                    new=row.leak_status is not LeakStatus.DETECTED,
                 )
             )
     for e in comparison.missing:
@@ -226,6 +283,7 @@ async def _apply_type(
             "id": uuid.uuid4(),
             "component_id": d.component_id,
             "external_id": d.external_id,
+            "rack_id": d.rack_id,
             "component_type": ctype,
             "drift_type": d.drift_type,
             "diffs": d.diffs_json(),
@@ -262,13 +320,16 @@ async def apply_observation(
 ) -> SyncResult:
     """Write `obs` into the inventory. Types observed with an error are skipped."""
     counts: dict[ComponentType, TypeCounts] = {}
-    leaks: list[NewLeak] = []
+    leaks: list[Leak] = []
     racks: set[str] = set()
+    by_core_id: dict[str, uuid.UUID] | None = None
     for ctype, tobs in obs.types.items():
         if not tobs.ok:
             continue
+        if by_core_id is None:
+            by_core_id = await _racks_by_core_id(session)
         rows = await _expected(session, ctype)
-        comparison = compare_type([r.expected for r in rows], tobs)
+        comparison = compare_type([r.expected for r in rows], tobs, by_core_id)
         counts[ctype], found = await _apply_type(
             session, ctype, rows, comparison, now, len(tobs.components)
         )
@@ -281,4 +342,4 @@ async def apply_observation(
         "; ".join(f"{t.value}: {e}" for t, e in sorted(errors.items())) if errors else None
     )
     await record_sync_state(session, SYNC_JOB, now, summary_error)
-    return SyncResult(types=counts, errors=errors, new_leaks=tuple(leaks), racks=frozenset(racks))
+    return SyncResult(types=counts, errors=errors, leaks=tuple(leaks), racks=frozenset(racks))

@@ -40,6 +40,8 @@ def _actual(row: ComponentDrift, comp: Component | None) -> pb.Component | None:
     if comp is not None:
         out.CopyFrom(component_message(comp))
     out.component_id = row.external_id or out.component_id
+    if row.rack_id is not None and not out.HasField("rack_id"):
+        out.rack_id.id = str(row.rack_id)  # where an unexpected component was found
     for d in row.diffs:
         value = d.get("actual_value")
         if value in _MISSING_VALUES:

@@ -50,7 +50,11 @@ def component_message(row: Component) -> pb.Component:
     )
     if row.model is not None:
         info.model = row.model
-    description = description_text(row.description)
+    # the original carries a switch tray's NVOS address in the description
+    extra = dict(row.description or {})
+    if row.nvos_ip:
+        extra["nvos_ip"] = str(row.nvos_ip)
+    description = description_text(extra)
     if description is not None:
         info.description = description
     msg = pb.Component(
