@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
+import sys
 
 import click
 
@@ -28,6 +28,49 @@ import click
     help="kopf peering object; with it, only one operator of the highest priority is active.",
 )
 @click.option("--standalone", is_flag=True, help="Run without peering (a single operator).")
+@click.option(
+    "--leader-elect/--no-leader-elect",
+    default=None,
+    help="Act only while holding a coordination.k8s.io Lease; standby otherwise "
+    "(default: on when POD_NAMESPACE is set, i.e. in a cluster).",
+)
+@click.option(
+    "--leader-election-namespace",
+    default=None,
+    help="Namespace of the Lease (default: POD_NAMESPACE, else nico-flow).",
+)
+@click.option(
+    "--leader-election-id",
+    default="nico-flow-operator",
+    show_default=True,
+    help="Name of the Lease.",
+)
+@click.option(
+    "--leader-identity",
+    default=None,
+    help="Holder identity (default: POD_NAME, else host name and process id).",
+)
+@click.option(
+    "--leader-elect-lease-duration",
+    type=click.IntRange(min=1),
+    default=15,
+    show_default=True,
+    help="Seconds a standby waits for an unrenewed Lease before taking it.",
+)
+@click.option(
+    "--leader-elect-renew-deadline",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Seconds the leader keeps failing to renew before it stops and exits 1.",
+)
+@click.option(
+    "--leader-elect-retry-period",
+    type=float,
+    default=2.0,
+    show_default=True,
+    help="Seconds between attempts to acquire or renew.",
+)
 @click.option("--priority", type=int, default=0, show_default=True, help="Peering priority.")
 @click.option(
     "--liveness", default=None, help="Liveness endpoint, e.g. http://0.0.0.0:8080/healthz"
@@ -55,6 +98,13 @@ import click
     help="Seconds between inventory syncs with NICo Core (power, firmware, drift, leaks); 0 = off.",
 )
 @click.option(
+    "--mirror-expected-racks",
+    is_flag=True,
+    envvar="FLOW_MIRROR_EXPECTED_RACKS",
+    help="Create a Rack for every rack NICo Core expects that Flow lacks "
+    "(labelled flow.nico.io/source=core; existing Racks are never changed).",
+)
+@click.option(
     "--leak-namespace",
     default="nico-flow",
     show_default=True,
@@ -66,6 +116,12 @@ import click
     type=int,
     default=None,
     help="Serve Prometheus metrics on this port (0 = any free port; default: off).",
+)
+@click.option(
+    "--otlp-endpoint",
+    default=None,
+    help="Send trace spans over OTLP/gRPC, e.g. http://collector:4317 "
+    "(default: $OTEL_EXPORTER_OTLP_ENDPOINT; unset: no tracing).",
 )
 @click.option(
     "--ttl-sweep",
@@ -89,26 +145,52 @@ def operator(
     core_url: str | None,
     peering: str | None,
     standalone: bool,
+    leader_elect: bool | None,
+    leader_election_namespace: str | None,
+    leader_election_id: str,
+    leader_identity: str | None,
+    leader_elect_lease_duration: int,
+    leader_elect_renew_deadline: float,
+    leader_elect_retry_period: float,
     priority: int,
     liveness: str | None,
     namespaces: tuple[str, ...],
     stage_events: bool,
     resolve_grace: float,
     inventory_interval: float,
+    mirror_expected_racks: bool,
     leak_namespace: str,
     alert_webhook: str | None,
     metrics_port: int | None,
+    otlp_endpoint: str | None,
     ttl_sweep: float,
     log_format: str,
     verbose: bool,
 ) -> None:
     """Watch Racks, OperationRules, TaskSpecs and Tasks, and run Tasks through NICo Core."""
+    from nicoflow.kube import leadership
+
+    elect = (
+        leader_elect if leader_elect is not None else leadership.leader_election_default(os.environ)
+    )
+    if elect and peering:
+        raise click.UsageError("--peering and leader election exclude each other")
+    try:
+        timing = leadership.Timing(
+            leader_elect_lease_duration, leader_elect_renew_deadline, leader_elect_retry_period
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+
     import kopf
 
-    from nicoflow import logfmt
+    from nicoflow import logfmt, tracing
     from nicoflow.controller import handlers
 
     logfmt.configure(log_format, verbose=verbose)
+    traced_to = tracing.configure(tracing.OPERATOR_SERVICE, otlp_endpoint, os.environ)
+    if traced_to:
+        logging.getLogger(__name__).info("tracing: spans go to %s over OTLP/gRPC", traced_to)
     if not verbose:
         # kopf reports every handled event at INFO: thousands of lines per run
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
@@ -124,22 +206,33 @@ def operator(
     handlers.OPTIONS.ttl_sweep_seconds = ttl_sweep
     handlers.OPTIONS.inventory_interval = inventory_interval
     handlers.OPTIONS.leak_namespace = leak_namespace
+    handlers.OPTIONS.mirror_expected_racks = mirror_expected_racks
     handlers.OPTIONS.alert_webhook = alert_webhook
     handlers.OPTIONS.metrics_port = metrics_port
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+    async def operate(stop: asyncio.Event, ready: asyncio.Event) -> None:
         await kopf.operator(
             clusterwide=not namespaces,
             namespaces=namespaces,
-            standalone=standalone or None,
-            peering_name=peering,
+            # leader election decides who runs: kopf's peering would only add a pause
+            standalone=True if elect else (standalone or None),
+            peering_name=None if elect else peering,
             priority=priority,
             liveness_endpoint=liveness,
             stop_flag=stop,
+            ready_flag=ready,
         )
 
-    asyncio.run(main())
+    from nicoflow.controller import election
+
+    if not elect:
+        asyncio.run(election.run_operator(operate))
+        return
+    candidate = leadership.resolve_candidate(
+        namespace=leader_election_namespace,
+        name=leader_election_id,
+        identity=leader_identity,
+        timing=timing,
+        env=os.environ,
+    )
+    sys.exit(asyncio.run(election.run_as_leader(candidate, kubeconfig, operate)))

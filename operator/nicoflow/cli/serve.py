@@ -31,6 +31,18 @@ import click
 )
 @click.option("--kubeconfig", envvar="KUBECONFIG", help="Kubeconfig (default: in-cluster).")
 @click.option("--database-url", envvar="DATABASE_URL", help="PostgreSQL URL (or DB_* variables).")
+@click.option(
+    "--metrics-port",
+    type=int,
+    default=None,
+    help="Serve Prometheus metrics on this port (0 = any free port; default: off).",
+)
+@click.option(
+    "--otlp-endpoint",
+    default=None,
+    help="Send trace spans over OTLP/gRPC, e.g. http://collector:4317 "
+    "(default: $OTEL_EXPORTER_OTLP_ENDPOINT; unset: no tracing).",
+)
 def serve(
     listen_port: int,
     host: str,
@@ -41,6 +53,8 @@ def serve(
     namespace: str,
     kubeconfig: str | None,
     database_url: str | None,
+    metrics_port: int | None,
+    otlp_endpoint: str | None,
 ) -> None:
     """Serve the Flow gRPC API.
 
@@ -49,8 +63,12 @@ def serve(
     a certificate signed by the CA. Without certificates the server serves plaintext only
     with FLOW_ENV=development (the default); staging and production refuse to start.
 
-    Prints one JSON line when ready: {"event": "ready", "grpc": "HOST:PORT", ...}.
+    Prints one JSON line when ready: {"event": "ready", "grpc": "HOST:PORT",
+    "metrics": "HOST:PORT" or null, ...}.
     """
+    import os
+
+    from nicoflow import tracing
     from nicoflow.inventory.db import DatabaseConfigError
     from nicoflow.kube.config import KubeConfigError
     from nicoflow.service import logs
@@ -68,9 +86,13 @@ def serve(
         namespace=namespace,
         kubeconfig=kubeconfig,
         database_url=database_url,
+        metrics_port=metrics_port,
     )
+    tracing.configure(tracing.API_SERVICE, otlp_endpoint, os.environ)
     try:
         server = FlowServer(options)
         asyncio.run(serve_until_signalled(server, sys.stdout))
     except (ServeConfigError, DatabaseConfigError, KubeConfigError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
+    finally:
+        tracing.shutdown()

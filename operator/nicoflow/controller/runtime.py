@@ -47,6 +47,7 @@ class Options:
     resolve_grace_seconds: float = 30.0
     inventory_interval: float = 60.0  # 0 = no inventory sync
     leak_namespace: str = "nico-flow"
+    mirror_expected_racks: bool = False
     alert_webhook: str | None = None
     alert_webhook_timeout: float = 5.0
     alert_webhook_retries: int = 3
@@ -148,6 +149,7 @@ class Runtime:
                 alerts,
                 interval=opts.inventory_interval,
                 namespace=opts.leak_namespace,
+                mirror_expected_racks=opts.mirror_expected_racks,
             )
             runtime._background.append(asyncio.ensure_future(syncer.run(runtime._stop)))
         return runtime

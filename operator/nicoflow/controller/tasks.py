@@ -22,8 +22,10 @@ import httpx
 from nicoflow.api.taskstatus import AppliedRule, TaskStatus
 from nicoflow.controller import events, metrics
 from nicoflow.controller.actuator import Actuator
+from nicoflow.controller.bodies import compact
 from nicoflow.controller.plans import footprint, plan_from_task, status_of, status_patch, task_spec
 from nicoflow.controller.resources import TASKS, TASKSPECS
+from nicoflow.controller.stage_spans import SPANS
 from nicoflow.core.readiness import ComponentStatus, check_readiness, gated_operation
 from nicoflow.domain.conflicts import Queue, Reject, Start, Waiting, admit, promotable
 from nicoflow.domain.types import TaskPhase
@@ -119,7 +121,7 @@ class TaskManager:
             # TaskSpecs first: their suspend and rollout limits gate admission
             async for body in self.kube.iter(TASKSPECS, namespace):
                 key = (body["metadata"]["namespace"], body["metadata"]["name"])
-                self.taskspecs.setdefault(key, body)
+                self.taskspecs.setdefault(key, compact(body))
             async for body in self.kube.iter(TASKS, namespace):
                 self._store(body)
         self._synced.set()
@@ -132,6 +134,7 @@ class TaskManager:
         key = (meta.get("namespace", ""), meta.get("name", ""))
         if event_type == "DELETED":
             entry = self.entries.pop(key, None)
+            SPANS.forget(key)
             if entry and entry.runner:
                 entry.runner.cancel()
             if entry:
@@ -152,7 +155,7 @@ class TaskManager:
         if event_type == "DELETED":
             self.taskspecs.pop(key, None)
             return
-        self.taskspecs[key] = body
+        self.taskspecs[key] = compact(body)
         racks = set()
         for entry in self.entries.values():
             if entry.taskspec == key and not entry.phase.finished:
@@ -168,11 +171,11 @@ class TaskManager:
         key = (meta.get("namespace", ""), meta.get("name", ""))
         entry = self.entries.get(key)
         if entry is None:
-            entry = Entry(key, body)
+            entry = Entry(key, compact(body))
             self.entries[key] = entry
             return entry
         if _newer(body, entry.body):
-            entry.body = body
+            entry.body = compact(body)
         return entry
 
     def _taskspec_cancelled(self, entry: Entry) -> bool:
@@ -353,7 +356,7 @@ class TaskManager:
         except NotFound:
             self.entries.pop(entry.key, None)
             return False
-        entry.body = body
+        entry.body = compact(body)
         self.on_change(entry.taskspec)
         return True
 
@@ -447,15 +450,18 @@ class TaskManager:
                 return
             await self._post_events(entry, d)
             _observe_progress(plan.operation.value, status, d)
+            SPANS.observe(entry.key, entry.body, plan.operation.value, status, d)
             _log_progress(entry, plan.operation.value, status, d)
             status = d.status
             if d.finished:
                 await self._archive(entry)
                 return
             if d.calls:
-                outcomes = list(
-                    await asyncio.gather(*(self.actuator.run(c, plan.options) for c in d.calls))
-                )
+                runs = [
+                    SPANS.within(entry.key, c.stage, self.actuator.run(c, plan.options))
+                    for c in d.calls
+                ]
+                outcomes = list(await asyncio.gather(*runs))
                 continue
             outcomes = []
             entry.wake.clear()

@@ -1,5 +1,6 @@
 """Client interceptor for the Core channel: one log line per call (method,
-status code, duration, request id) and a hook for metrics."""
+status code, duration, request id), a hook for metrics and, with tracing on,
+a span per call (a child of whatever span is current: a Task's stage)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
+
+from nicoflow import tracing
 
 CallHook = Callable[[str, grpc.StatusCode, float], None]
 
@@ -58,6 +61,13 @@ def _request_id(details: Any) -> str | None:
     return None
 
 
+def _span(details: Any, method: str) -> tracing.RpcSpan:
+    service, _, name = method.lstrip("/").partition("/")
+    request_id = _request_id(details)
+    attributes = {"grpc.request_id": request_id} if request_id else {}
+    return tracing.RpcSpan(service, name, server=False, current=False, attributes=attributes)
+
+
 class ObservingInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
     def __init__(self, target_name: str = "nico-core-api", on_call: CallHook | None = None):
         self._target = target_name
@@ -67,6 +77,7 @@ class ObservingInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignor
         self, continuation: Callable[..., Any], client_call_details: Any, request: Any
     ) -> Any:
         method = _method_name(client_call_details)
+        span = _span(client_call_details, method) if tracing.enabled() else None
         start = time.monotonic()
         call = await continuation(client_call_details, request)
         error = ""
@@ -78,15 +89,23 @@ class ObservingInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignor
         except grpc.aio.AioRpcError as exc:
             code, error = exc.code(), exc.details() or ""
         except asyncio.CancelledError:
-            self._record(client_call_details, method, grpc.StatusCode.CANCELLED, start, "")
+            self._record(client_call_details, method, grpc.StatusCode.CANCELLED, start, "", span)
             raise
-        self._record(client_call_details, method, code, start, error)
+        self._record(client_call_details, method, code, start, error, span)
         return call
 
     def _record(
-        self, details: Any, method: str, code: grpc.StatusCode, start: float, error: str
+        self,
+        details: Any,
+        method: str,
+        code: grpc.StatusCode,
+        start: float,
+        error: str,
+        span: tracing.RpcSpan | None = None,
     ) -> None:
         elapsed = time.monotonic() - start
+        if span is not None:
+            span.finish(code.name, code.value[0], error)
         log.log(
             level_for(code),
             "grpc client call",

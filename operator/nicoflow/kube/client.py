@@ -188,6 +188,11 @@ class KubeClient:
     async def create(self, res: Resource, body: Json, namespace: str | None = None) -> Json:
         return await self._request("POST", res.path(namespace), body=body)
 
+    async def replace(self, res: Resource, body: Json, namespace: str | None = None) -> Json:
+        """PUT the whole object with the body's resourceVersion: fails with Conflict when stale."""
+        name = body["metadata"]["name"]
+        return await self._request("PUT", res.path(namespace, name), body=body)
+
     async def patch(
         self,
         res: Resource,

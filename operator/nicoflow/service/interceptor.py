@@ -1,4 +1,5 @@
-"""One structured log line per RPC, and the last word on status codes.
+"""One structured log line, metrics and a trace span per RPC, and the last word
+on status codes.
 
 Wraps every unary handler of the server: a ServiceError becomes its code and
 message, an unreachable backend UNAVAILABLE, and any other exception INTERNAL
@@ -15,7 +16,9 @@ from typing import Any
 
 import grpc
 
+from nicoflow import tracing
 from nicoflow.service.errors import classify, level_for
+from nicoflow.service.metrics import ApiMetrics
 
 log = logging.getLogger("nicoflow.service.rpc")
 
@@ -29,6 +32,9 @@ def _split(method: str) -> tuple[str, str]:
 
 
 class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    def __init__(self, metrics: ApiMetrics | None = None) -> None:
+        self._metrics = metrics
+
     async def intercept_service(
         self,
         continuation: Callable[[Any], Awaitable[Any]],
@@ -42,11 +48,19 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             method = method.decode()
         service, name = _split(str(method))
         inner = handler.unary_unary
+        metrics = self._metrics
 
         async def behavior(request: Any, context: Any) -> Any:
             start = time.monotonic()
             code = grpc.StatusCode.OK
             error = ""
+            if metrics is not None:
+                metrics.started(service, name)
+            span = (
+                tracing.RpcSpan(service, name, server=True, carrier=_carrier(context))
+                if tracing.enabled()
+                else None
+            )
             try:
                 return await inner(request, context)
             except asyncio.CancelledError:
@@ -69,7 +83,12 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                         log.warning("%s/%s: backend unavailable: %r", service, name, exc)
                 await context.abort(code, error)
             finally:
-                duration = (time.monotonic() - start) * 1000.0
+                elapsed = time.monotonic() - start
+                if metrics is not None:
+                    metrics.handled(service, name, code, elapsed)
+                if span is not None:
+                    span.finish(code.name, code.value[0], error)
+                duration = elapsed * 1000.0
                 level = logging.DEBUG if service in _QUIET_SERVICES else level_for(code)
                 log.log(
                     level,
@@ -89,6 +108,11 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+
+
+def _carrier(context: Any) -> dict[str, str]:
+    """Text metadata of the call, where a caller's trace context would be."""
+    return {str(k): str(v) for k, v in context.invocation_metadata() or () if isinstance(v, str)}
 
 
 def _context_code(context: Any) -> grpc.StatusCode:

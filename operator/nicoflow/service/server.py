@@ -9,7 +9,9 @@ In-process use (tests):
     await server.stop()
 
 The gRPC health service always runs (`""` and `v1.Flow` report SERVING);
-reflection only in dev mode. TLS and environment rules: nicoflow.service.config."""
+reflection only in dev mode. TLS and environment rules: nicoflow.service.config.
+With `metrics_port` set (0: any free port), Prometheus metrics are served on
+http://HOST:PORT/metrics; the ready line names the bound address."""
 
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from grpc_reflection.v1alpha import reflection
 from nicoflow.service import config
 from nicoflow.service.backend import DEFAULT_NAMESPACE, Backend
 from nicoflow.service.interceptor import RpcInterceptor
+from nicoflow.service.metrics import ApiMetrics
 from nicoflow.service.servicer import SERVICE, FlowApi, generic_handler, unimplemented
 
 log = logging.getLogger(__name__)
@@ -55,6 +58,7 @@ class ServeOptions:
     namespace: str = DEFAULT_NAMESPACE
     kubeconfig: str | None = None
     database_url: str | None = None
+    metrics_port: int | None = None  # None: no metrics endpoint
 
 
 class FlowServer:
@@ -73,6 +77,8 @@ class FlowServer:
         self.backend: Backend | None = None
         self._server: Any = None
         self._health: HealthServicer | None = None
+        self.metrics: ApiMetrics | None = None
+        self.metrics_port: int | None = None
 
     @property
     def _host(self) -> str:
@@ -82,6 +88,10 @@ class FlowServer:
     @property
     def address(self) -> str:
         return f"{self._host}:{self.port}"
+
+    @property
+    def metrics_address(self) -> str | None:
+        return None if self.metrics_port is None else f"{self._host}:{self.metrics_port}"
 
     def _credentials(self) -> Any:
         tls = self.security.tls
@@ -99,7 +109,9 @@ class FlowServer:
             kubeconfig=self.options.kubeconfig,
             namespace=self.options.namespace,
         )
-        server = grpc.aio.server(interceptors=[RpcInterceptor()], options=_OPTIONS)
+        if self.options.metrics_port is not None:
+            self.metrics = ApiMetrics()
+        server = grpc.aio.server(interceptors=[RpcInterceptor(self.metrics)], options=_OPTIONS)
         server.add_generic_rpc_handlers((generic_handler(FlowApi(self.backend, self.env)),))
         self._health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
@@ -116,6 +128,13 @@ class FlowServer:
             await self.backend.close()
             raise OSError(f"cannot listen on {bind}")
         self.port = port
+        if self.metrics is not None and self.options.metrics_port is not None:
+            try:
+                self.metrics_port = self.metrics.serve(self.options.host, self.options.metrics_port)
+            except OSError:
+                await self.backend.close()
+                raise
+            log.info("metrics on http://%s/metrics", self.metrics_address)
         await server.start()
         self._server = server
         await self._health.set("", health_pb2.HealthCheckResponse.SERVING)
@@ -139,6 +158,9 @@ class FlowServer:
         if self.backend is not None:
             await self.backend.close()
             self.backend = None
+        if self.metrics is not None:
+            self.metrics.close()
+            self.metrics_port = None
 
     def ready_line(self) -> dict[str, Any]:
         """What a parent process reads to find the server."""
@@ -147,6 +169,7 @@ class FlowServer:
             "grpc": self.address,
             "tls": self.security.tls is not None,
             "dev_mode": self.options.dev_mode,
+            "metrics": self.metrics_address,
             "pid": os.getpid(),
         }
 

@@ -157,11 +157,19 @@ def test_operator_service_account_rights(
         ("delete", "taskspecs.flow.nico.io", "-n", elsewhere),
         ("update", "taskspecs.flow.nico.io", "--subresource=finalizers", "-n", elsewhere),
         ("create", "events", "-n", elsewhere),
-        ("patch", "clusterkopfpeerings.kopf.dev"),
+        # leader election, in the release namespace
+        ("get", "leases.coordination.k8s.io", "-n", namespace),
+        ("create", "leases.coordination.k8s.io", "-n", namespace),
+        ("update", "leases.coordination.k8s.io", "-n", namespace),
+        # ingest: BMC credentials named by Racks, from the release namespace only
+        ("get", "secrets", "-n", namespace),
     ]
     refused = [
         ("delete", "secrets", "-n", namespace),
-        ("get", "secrets", "-n", namespace),
+        ("list", "secrets", "-n", namespace),
+        ("get", "secrets", "-n", elsewhere),
+        # Racks are created only with operator.mirrorExpectedRacks
+        ("create", "racks.flow.nico.io"),
         ("create", "deployments.apps", "-n", namespace),
         ("delete", "tasks.flow.nico.io", "-n", elsewhere),
         # the operator never writes a spec
@@ -169,6 +177,11 @@ def test_operator_service_account_rights(
         ("update", "taskspecs.flow.nico.io", "-n", elsewhere),
         ("delete", "racks.flow.nico.io"),
         ("create", "customresourcedefinitions.apiextensions.k8s.io"),
+        # Leases elsewhere are other programs' leaders; kopf peering is not used
+        ("update", "leases.coordination.k8s.io", "-n", elsewhere),
+        ("create", "leases.coordination.k8s.io", "-n", elsewhere),
+        ("delete", "leases.coordination.k8s.io", "-n", namespace),
+        ("patch", "clusterkopfpeerings.kopf.dev"),
     ]
     assert [c for c in needed if not _can(control_plane, kc, *c)] == []
     assert [c for c in refused if _can(control_plane, kc, *c)] == []

@@ -1,7 +1,7 @@
-"""The chart's RBAC is enough to do the job: the operator and the API run as
-local processes with tokens of the chart's ServiceAccounts and carry a
-power-cycle of simulated racks to success; the same tokens are refused what
-the chart does not grant."""
+"""The chart's RBAC is enough to do the job: the operator (electing itself
+leader on the chart's Lease) and the API run as local processes with tokens of
+the chart's ServiceAccounts and carry a power-cycle of simulated racks to
+success; the same tokens are refused what the chart does not grant."""
 
 from __future__ import annotations
 
@@ -71,6 +71,12 @@ def flow(
         seed=31,
         sim_args=("--latency-power", "0s"),
         namespaces=(chart_namespace,),
+        # leader election on the Lease the chart names, with the chart's Role
+        operator_args=(
+            "--leader-elect",
+            f"--leader-election-namespace={chart_namespace}",
+            f"--leader-election-id={release}-nico-flow-operator",
+        ),
         operator_kubeconfig=operator_kc,
     )
     with stack:
@@ -136,6 +142,8 @@ def test_power_cycle_through_the_api_with_the_charts_service_accounts(
             time.sleep(1)
     specs = flow.list("taskspecs", chart_namespace)
     assert [phase(s) for s in specs if finished(s)] == ["Complete"]
+    assert flow.operator is not None
+    assert "acquired leadership" in flow.operator.log.read_text()
     assert flow.control is not None
     assert flow.control.duplicates() == []
 

@@ -109,7 +109,9 @@ def test_operator_deployment(helm: Helm, values: Path | None) -> None:
     (container,) = pod["containers"]
     args = container["args"]
     assert args[0] == "operator"
-    assert "--peering=nico-flow" in args
+    assert "--leader-elect" in args
+    assert "--leader-election-id=flow-nico-flow-operator" in args
+    assert not any(a.startswith("--peering") for a in args)
     assert "--liveness=http://0.0.0.0:8080/healthz" in args
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "liveness"}
     assert {"name": "liveness", "containerPort": 8080} in container["ports"]
@@ -119,6 +121,9 @@ def test_operator_deployment(helm: Helm, values: Path | None) -> None:
     env = _env(container)
     assert "NICO_CORE_API_URL" in env
     assert env["CERTDIR"] == "/var/run/secrets/spiffe.io"
+    # the Lease's namespace and the holder identity, from the downward API
+    assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     assert pod["serviceAccountName"] == "flow-nico-flow-operator"
 
 
@@ -255,6 +260,12 @@ def test_tls_network_policies_and_service_monitor(helm: Helm) -> None:
     assert set(policies) == {"operator", "api"}
     assert policies["api"]["spec"]["policyTypes"] == ["Ingress", "Egress"]
     assert policies["api"]["spec"]["ingress"][0]["from"][0]["namespaceSelector"]
+    # the API's metrics port is open to the scrapers, apart from its callers
+    api_rules = {r["ports"][0]["port"]: r for r in policies["api"]["spec"]["ingress"]}
+    assert set(api_rules) == {"grpc", "metrics"}
+    assert api_rules["metrics"].get("from") == policies["operator"]["spec"]["ingress"][0].get(
+        "from"
+    )
     # the test Pod checks health over mTLS with the configured server name
     test_pod = one(docs, "Pod", "test")
     cmd = test_pod["spec"]["containers"][0]["command"]
@@ -278,15 +289,111 @@ def test_helm_test_pod_and_scripts(helm: Helm) -> None:
     assert scripts["data"]["health_probe.py"] == (CHART / "files" / "health_probe.py").read_text()
 
 
-def test_peering_object_is_a_post_install_hook(helm: Helm) -> None:
-    peering = one(helm.render(), "ClusterKopfPeering")
-    assert peering["metadata"]["name"] == "nico-flow"
-    assert peering["metadata"]["annotations"]["helm.sh/hook"] == "post-install"
+def _operator_args(docs: list[dict[str, Any]]) -> list[str]:
+    pod = one(docs, "Deployment", "operator")["spec"]["template"]["spec"]
+    args: list[str] = pod["containers"][0]["args"]
+    return args
+
+
+def test_leader_election_lease_rights_and_timings(helm: Helm) -> None:
+    docs = helm.render(
+        extra=(
+            "--set=operator.leaderElection.leaseDuration=30",
+            "--set=operator.leaderElection.renewDeadline=20",
+            "--set=operator.leaderElection.retryPeriod=4",
+        )
+    )
+    args = _operator_args(docs)
+    assert "--leader-elect-lease-duration=30" in args
+    assert "--leader-elect-renew-deadline=20" in args
+    assert "--leader-elect-retry-period=4" in args
+    # a namespaced Role on Leases, bound to the operator's ServiceAccount only
+    role = _named(docs, "Role", "flow-nico-flow-operator-leader-election")
+    assert role["metadata"]["namespace"] == "nico-flow"
+    assert role["rules"] == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["get", "create", "update"],
+        }
+    ]
+    binding = _named(docs, "RoleBinding", "flow-nico-flow-operator-leader-election")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "flow-nico-flow-operator", "namespace": "nico-flow"}
+    ]
+    cluster_role = one(docs, "ClusterRole", "operator")
+    groups = {g for rule in cluster_role["rules"] for g in rule["apiGroups"]}
+    assert "coordination.k8s.io" not in groups
+    assert "kopf.dev" not in groups, "no kopf peering"
+    assert kinds(docs, "ClusterKopfPeering") == []
+
+
+def test_leader_election_off(helm: Helm) -> None:
+    docs = helm.render(extra=("--set=operator.leaderElection.enabled=false",))
+    args = _operator_args(docs)
+    # POD_NAMESPACE is set in the pod, so the default would be on: say no
+    assert "--no-leader-elect" in args
+    assert "--standalone" in args
+    assert not any(a.startswith("--leader-elect-") for a in args)
+    roles = kinds(docs, "Role") + kinds(docs, "RoleBinding")
+    assert [r["metadata"]["name"] for r in roles if "leader" in r["metadata"]["name"]] == []
+
+
+def _named(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    (found,) = [d for d in kinds(docs, kind) if d["metadata"]["name"] == name]
+    return found
+
+
+def test_bmc_credentials_readable_in_the_release_namespace_only(helm: Helm) -> None:
+    docs = helm.render()
+    role = _named(docs, "Role", "flow-nico-flow-operator-bmc-credentials")
+    assert role["metadata"]["namespace"] == "nico-flow"
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]
+    binding = _named(docs, "RoleBinding", "flow-nico-flow-operator-bmc-credentials")
+    assert binding["subjects"][0]["name"] == "flow-nico-flow-operator"
+    cluster_role = one(docs, "ClusterRole", "operator")
+    assert not [r for r in cluster_role["rules"] if "secrets" in r["resources"]]
+
+
+def test_mirroring_core_racks_adds_the_flag_and_rack_creation(helm: Helm) -> None:
+    def creates_racks(docs: list[dict[str, Any]]) -> bool:
+        rules = one(docs, "ClusterRole", "operator")["rules"]
+        return any("racks" in r["resources"] and "create" in r["verbs"] for r in rules)
+
+    default = helm.render()
+    assert "--mirror-expected-racks" not in _operator_args(default)
+    assert not creates_racks(default)
+    mirrored = helm.render(extra=("--set=operator.mirrorExpectedRacks=true",))
+    assert "--mirror-expected-racks" in _operator_args(mirrored)
+    assert creates_racks(mirrored)
+
+
+@pytest.mark.parametrize(
+    "timing",
+    [
+        ("leaseDuration=10", "renewDeadline=10"),
+        ("renewDeadline=2", "retryPeriod=2"),
+    ],
+)
+def test_leader_election_timings_must_leave_room(helm: Helm, timing: tuple[str, str]) -> None:
+    sets = [f"--set=operator.leaderElection.{t}" for t in timing]
+    result = helm.run("template", "flow", str(CHART), *sets, check=False)
+    assert result.returncode != 0
+    assert "must be longer than" in result.stderr
 
 
 @pytest.mark.parametrize(
     "bad",
-    ["bogus=1", "operator.bogus=1", "api.replicas=-1", "environment=prod", "core.url=http://x"],
+    [
+        "bogus=1",
+        "operator.bogus=1",
+        "api.replicas=-1",
+        "environment=prod",
+        "core.url=http://x",
+        "operator.leaderElection.retryPeriod=0",
+        "operator.leaderElection.bogus=1",
+    ],
 )
 def test_schema_rejects_bad_values(helm: Helm, bad: str) -> None:
     result = helm.run("template", "flow", str(CHART), f"--set={bad}", check=False)

@@ -1,0 +1,63 @@
+"""Keep what the operator caches of each object small.
+
+The operator holds every Task in memory (admission needs them all). A watched
+body carries managedFields — often larger than the spec — and a snapshot of
+its rule that is identical across the Tasks of one TaskSpec. Dropping the
+first and sharing the second keeps thousands of waiting Tasks cheap.
+Cached bodies are read-only: every change arrives as a new body."""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from typing import Any
+
+_LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+_SHARED_MAX = 512
+
+
+class _Shared:
+    """One copy of each distinct rule definition (bounded, least recently used out)."""
+
+    def __init__(self) -> None:
+        self._items: OrderedDict[str, Any] = OrderedDict()
+
+    def intern(self, value: Any) -> Any:
+        key = json.dumps(value, sort_keys=True, separators=(",", ":"))
+        found = self._items.get(key)
+        if found is not None:
+            self._items.move_to_end(key)
+            return found
+        self._items[key] = value
+        if len(self._items) > _SHARED_MAX:
+            self._items.popitem(last=False)
+        return value
+
+
+_RULES = _Shared()
+
+
+def compact(body: dict[str, Any]) -> dict[str, Any]:
+    """The body without managedFields and last-applied annotation, with its
+    rule definition shared. Returns a new top-level dict; nested values that
+    are kept are the same objects."""
+    out = dict(body)
+    meta = body.get("metadata")
+    if isinstance(meta, dict) and ("managedFields" in meta or _has_last_applied(meta)):
+        meta = {k: v for k, v in meta.items() if k != "managedFields"}
+        if _has_last_applied(meta):
+            meta["annotations"] = {
+                k: v for k, v in meta["annotations"].items() if k != _LAST_APPLIED
+            }
+        out["metadata"] = meta
+    spec = body.get("spec")
+    rule = spec.get("rule") if isinstance(spec, dict) else None
+    if isinstance(rule, dict) and isinstance(rule.get("definition"), dict):
+        assert isinstance(spec, dict)
+        out["spec"] = {**spec, "rule": {**rule, "definition": _RULES.intern(rule["definition"])}}
+    return out
+
+
+def _has_last_applied(meta: dict[str, Any]) -> bool:
+    annotations = meta.get("annotations")
+    return isinstance(annotations, dict) and _LAST_APPLIED in annotations
