@@ -414,3 +414,34 @@ async def test_duplicates_are_refused_and_nothing_is_left_behind(api: Api) -> No
     assert "Kubernetes" in (err.value.details() or "")
     async with api.sessions() as session:
         assert await session.scalar(select(Rack.id).where(Rack.name == ghost.info.name)) is None
+
+
+async def test_serial_lookup_reads_the_same_component_as_id_lookup(api: Api) -> None:
+    # the serial lookup reads plain rows on its own fast path: it must say
+    # exactly what the ORM-based reads say, BMCs and observed state included
+    rack, _ = await _create(api)
+    async with api.sessions() as session, session.begin():
+        comp = await session.scalar(
+            select(Component).where(
+                Component.serial_number == rack.components[0].info.serial_number
+            )
+        )
+        assert comp is not None
+        comp.power_state = "off"  # type: ignore[assignment]
+        comp.status_phase = "in_use"  # type: ignore[assignment]
+        comp.blocked_operations = ["power_control"]
+    with_bmcs = 0
+    for c in rack.components:
+        by_serial = await api.stub.GetComponentInfoBySerial(
+            pb.GetComponentInfoBySerialRequest(
+                serial_info=pb.DeviceSerialInfo(
+                    manufacturer=c.info.manufacturer, serial_number=c.info.serial_number
+                )
+            )
+        )
+        by_id = await api.stub.GetComponentInfoByID(
+            pb.GetComponentInfoByIDRequest(id=by_serial.component.info.id)
+        )
+        assert by_serial.component == by_id.component
+        with_bmcs += bool(by_serial.component.bmcs)
+    assert with_bmcs > 0

@@ -433,9 +433,14 @@ class TaskManager:
             )
         outcomes: list[Outcome] = []
         fresh = True
+        planned: tuple[object, bool] | None = None
         while True:
             cancel = _cancel_requested(entry.body) or self._taskspec_cancelled(entry)
-            plan = plan_from_task(entry.body, cancel=cancel)
+            # parsing the spec is the costly part of a loop turn; it changes only
+            # with the generation (a cancel request) or the TaskSpec's cancel
+            if planned != (entry.body["metadata"].get("generation"), cancel):
+                plan = plan_from_task(entry.body, cancel=cancel)
+                planned = (entry.body["metadata"].get("generation"), cancel)
             now = self.clock()
             d = advance(
                 plan,

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from sqlalchemy import and_, false, func, or_, select
+from sqlalchemy import and_, bindparam, false, func, literal_column, or_, select
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nicoflow._proto.flow.v1 import flow_pb2 as pb
-from nicoflow.inventory.models import Component, NVLDomain, Rack
+from nicoflow.inventory.models import BMC, Component, NVLDomain, Rack
 from nicoflow.service.backend import Backend
 from nicoflow.service.errors import NotFound
-from nicoflow.service.inventory_views import component_message, nvl_domain_message
+from nicoflow.service.inventory_views import ComponentRow, component_message, nvl_domain_message
 from nicoflow.service.lookups import components_for_refs, racks_for_refs
 from nicoflow.service.queryfilters import (
     Condition,
@@ -52,6 +53,32 @@ async def get_component_by_id(
         return await _with_rack(session, comp, request.with_rack)
 
 
+# The hottest read of the API (lookups by serial from provisioning tools): one
+# statement with the BMCs aggregated in, read as plain rows — no ORM objects.
+_BMCS = (
+    select(
+        func.coalesce(
+            func.json_agg(
+                aggregate_order_by(
+                    func.json_build_object(
+                        "type", BMC.type, "mac", BMC.mac_address, "ip", func.host(BMC.ip_address)
+                    ),
+                    BMC.mac_address,
+                )
+            ),
+            literal_column("'[]'::json"),
+        )
+    )
+    .where(BMC.component_id == Component.id)
+    .scalar_subquery()
+)
+_BY_SERIAL = select(*Component.__table__.c, _BMCS.label("bmc_list")).where(
+    Component.manufacturer == bindparam("maker"),
+    Component.serial_number == bindparam("serial"),
+    Component.deleted_at.is_(None),
+)
+
+
 async def get_component_by_serial(
     backend: Backend, request: pb.GetComponentInfoBySerialRequest
 ) -> pb.GetComponentInfoResponse:
@@ -59,16 +86,16 @@ async def get_component_by_serial(
         request.serial_info if request.HasField("serial_info") else None, "serial_info"
     )
     async with backend.sessions() as session:
-        comp = await session.scalar(
-            select(Component).where(
-                Component.manufacturer == maker,
-                Component.serial_number == serial,
-                Component.deleted_at.is_(None),
-            )
-        )
-        if comp is None:
+        row = (await session.execute(_BY_SERIAL, {"maker": maker, "serial": serial})).first()
+        if row is None:
             raise NotFound(f"no component with manufacturer {maker!r} and serial number {serial!r}")
-        return await _with_rack(session, comp, request.with_rack)
+        comp = ComponentRow.from_row(row._mapping)
+        out = pb.GetComponentInfoResponse(component=component_message(comp))
+        if request.with_rack and comp.rack_id is not None:
+            rack = await session.get(Rack, comp.rack_id)
+            if rack is not None and rack.deleted_at is None:
+                out.rack.CopyFrom((await rack_messages(session, [rack], False))[0])
+        return out
 
 
 async def _target_condition(session: AsyncSession, targets: Targets) -> Condition:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
 
 from nicoflow._proto.flow.v1 import flow_pb2 as pb
-from nicoflow.inventory.models import Component, NVLDomain, Rack
+from nicoflow.domain.types import BMCType, ComponentType, PowerState
+from nicoflow.inventory.models import Component, ComponentPhase, LeakStatus, NVLDomain, Rack
 from nicoflow.service.enums import (
     bmc_type_number,
     component_type_number,
@@ -41,7 +45,50 @@ def rack_message(row: Rack, components: Iterable[Component] | None = None) -> pb
     return msg
 
 
-def component_message(row: Component) -> pb.Component:
+@dataclass(frozen=True)
+class BmcRow:
+    type: BMCType
+    mac_address: str
+    ip_address: str | None
+
+
+@dataclass(frozen=True)
+class ComponentRow:
+    """A component read as a plain row (hot read paths), shaped like the ORM
+    object for component_message."""
+
+    id: uuid.UUID
+    name: str
+    type: ComponentType
+    manufacturer: str
+    model: str | None
+    serial_number: str
+    description: dict[str, Any] | None
+    nvos_ip: str | None
+    firmware_version: str | None
+    external_id: str | None
+    power_state: PowerState
+    status_phase: ComponentPhase
+    status_reason: str | None
+    blocked_operations: list[str]
+    leak_status: LeakStatus
+    slot_id: int | None
+    tray_index: int | None
+    host_id: int | None
+    rack_id: uuid.UUID | None
+    bmcs: list[BmcRow]
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> ComponentRow:
+        """From component columns plus `bmc_list`, a JSON list of {type, mac, ip}."""
+        names = [f.name for f in fields(cls) if f.name != "bmcs"]
+        return cls(
+            **{n: row[n] for n in names},
+            bmcs=[BmcRow(BMCType(b["type"]), b["mac"], b["ip"]) for b in row["bmc_list"]],
+        )
+
+
+def component_message(row: Component | ComponentRow) -> pb.Component:
     info = pb.DeviceInfo(
         id=pb.UUID(id=str(row.id)),
         name=row.name,
@@ -73,9 +120,10 @@ def component_message(row: Component) -> pb.Component:
         ),
         leak_status=leak_number(row.leak_status),
     )
-    for bmc, out in zip(row.bmcs, msg.bmcs, strict=True):
-        if bmc.ip_address is not None:
-            out.ip_address = bmc.ip_address
+    ips: list[str | None] = [b.ip_address for b in row.bmcs]
+    for ip, out in zip(ips, msg.bmcs, strict=True):
+        if ip is not None:
+            out.ip_address = ip
     if row.slot_id is not None or row.tray_index is not None or row.host_id is not None:
         msg.position.CopyFrom(
             pb.RackPosition(
