@@ -64,7 +64,9 @@ def test_racks_are_mirrored_with_counts(flow: FlowStack) -> None:
         rack = flow.get("rack", name)
         counts = rack["status"]["componentCounts"]
         assert counts == {"total": 35, "compute": 18, "nvswitch": 9, "powershelf": 8}
-        assert rack["metadata"]["finalizers"]
+        assert rack["metadata"]["finalizers"] == ["flow.nico.io/inventory"]
+        # no kopf bookkeeping: the spec is not copied into an annotation
+        assert not any("last-handled" in a for a in rack["metadata"].get("annotations") or {})
     # other tests leave cluster-wide Racks behind; this operator mirrors them too
     rows = sql(
         flow,

@@ -1,9 +1,9 @@
 """kopf handlers: thin adapters from watch events to the runtime.
 
-Tasks and TaskSpecs use event handlers only, so kopf writes nothing on them
-(no progress annotations, no finalizers): every write to a Task is one the
-task engine decided. Racks and OperationRules are few and use kopf's
-change handlers."""
+Tasks, TaskSpecs and Racks use event handlers only, so kopf writes nothing on
+them (no progress annotations, no diff-base copies): every write is one our
+controllers decided. OperationRules are few and small and use kopf's change
+handlers."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from typing import Any
 
 import kopf
 
-from nicoflow.controller import racks
 from nicoflow.controller.metrics import timed
 from nicoflow.controller.resources import GROUP, VERSION
 from nicoflow.controller.rules import rule_status
@@ -114,17 +113,9 @@ async def rule_changed(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) 
 # -- Racks ----------------------------------------------------------------------------
 
 
-@kopf.on.resume(GROUP, VERSION, "racks")
-@kopf.on.create(GROUP, VERSION, "racks")
-@kopf.on.update(GROUP, VERSION, "racks")
-@timed("Rack")
-async def rack_changed(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) -> None:
-    await racks.mirror(_runtime(memo).sessions, dict(body), patch)
-
-
-@kopf.on.delete(GROUP, VERSION, "racks")
-async def rack_deleted(body: kopf.Body, memo: Any, **_: Any) -> None:
-    await racks.forget(_runtime(memo).sessions, body["metadata"]["name"])
+@kopf.on.event(GROUP, VERSION, "racks")
+async def rack_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+    _runtime(memo).racks.observe(event.get("type") or "ADDED", dict(event["object"]))
 
 
 @kopf.on.probe(id="tasks")

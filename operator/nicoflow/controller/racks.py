@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import kopf
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nicoflow.inventory import mirror as inventory_mirror
@@ -31,25 +30,34 @@ def _condition(
     }
 
 
-async def mirror(
-    sessions: async_sessionmaker[AsyncSession], body: dict[str, Any], patch: kopf.Patch
-) -> None:
-    """Upsert the Rack into the inventory and summarise it in status."""
+class InvalidRack(Exception):
+    """The spec cannot be stored; `status` says so on the Rack."""
+
+    def __init__(self, message: str, status: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+async def mirror_status(
+    sessions: async_sessionmaker[AsyncSession], body: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Upsert the Rack into the inventory; its status from the inventory
+    summary (None: deleted meanwhile)."""
     name = body["metadata"]["name"]
     try:
         async with sessions() as session, session.begin():
             await inventory_mirror.upsert_rack(session, body)
     except inventory_mirror.MirrorError as exc:
-        # a person must fix the spec (or the other rack); retrying cannot help
-        patch.status["observedGeneration"] = body["metadata"].get("generation")
-        patch.status["conditions"] = [
-            _condition(body, "InventorySynced", "False", "InvalidInventory", str(exc)[:1024])
-        ]
-        raise kopf.PermanentError(str(exc)) from exc
+        status = {
+            "observedGeneration": body["metadata"].get("generation"),
+            "conditions": [
+                _condition(body, "InventorySynced", "False", "InvalidInventory", str(exc)[:1024])
+            ],
+        }
+        raise InvalidRack(str(exc), status) from exc
     async with sessions() as session:
         summary = await inventory_mirror.rack_summary(session, name)
-    if summary is not None:  # None: deleted meanwhile
-        patch.status.update(summary_status(body, summary))
+    return None if summary is None else summary_status(body, summary)
 
 
 def _time(value: datetime | None) -> str | None:

@@ -18,6 +18,7 @@ from nicoflow.controller import expectations, metrics
 from nicoflow.controller.actuator import Actuator
 from nicoflow.controller.alerts import AlertRouter, LogSink, WebhookSink
 from nicoflow.controller.inventory_sync import InventorySyncer
+from nicoflow.controller.rack_mirror import RackController
 from nicoflow.controller.rules import RuleCache
 from nicoflow.controller.schedules import ScheduleController
 from nicoflow.controller.tasks import Settings, TaskManager
@@ -66,6 +67,7 @@ class Runtime:
     taskspecs: TaskSpecController
     alerts: AlertRouter
     schedules: ScheduleController
+    racks: RackController
     _background: list[asyncio.Task[None]] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -135,7 +137,17 @@ class Runtime:
             log.info("metrics on :%d/metrics", port)
         schedules = ScheduleController(kube, namespaces=opts.namespaces)
         runtime = cls(
-            kube, engine, sessions, core, managers, rules, tasks, taskspecs, alerts, schedules
+            kube,
+            engine,
+            sessions,
+            core,
+            managers,
+            rules,
+            tasks,
+            taskspecs,
+            alerts,
+            schedules,
+            RackController(kube, sessions),
         )
         runtime._background.append(asyncio.ensure_future(schedules.run(runtime._stop)))
         runtime._background.append(asyncio.ensure_future(tasks.sync()))
@@ -167,6 +179,7 @@ class Runtime:
         for t in self._background:
             t.cancel()
         await self.tasks.close()
+        await self.racks.close()
         for t in self._background:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
