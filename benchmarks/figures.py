@@ -7,6 +7,8 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 # Verbs that change state in the apiserver's request metrics; APPLY is a
 # server-side apply (kubectl apply --server-side, kopf never uses it).
@@ -177,3 +179,36 @@ def verdict(value: float | None, limit: float, *, below: bool = False) -> str:
         return "not measured"
     ok = value < limit if below else value <= limit
     return "met" if ok else "missed"
+
+
+def _epoch(stamp: object) -> float | None:
+    if not isinstance(stamp, str) or not stamp:
+        return None
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def task_spans(tasks: Iterable[Mapping[str, Any]]) -> dict[str, float]:
+    """Spread of the Tasks' creation, start and completion times, counted from
+    the first creation: {created, first_start, last_start, first_end, last_end}."""
+    created: list[float] = []
+    started: list[float] = []
+    ended: list[float] = []
+    for t in tasks:
+        status = t.get("status") or {}
+        for out, stamp in (
+            (created, t["metadata"].get("creationTimestamp")),
+            (started, status.get("startTime")),
+            (ended, status.get("completionTime")),
+        ):
+            value = _epoch(stamp)
+            if value is not None:
+                out.append(value)
+    if not created:
+        return {}
+    base = min(created)
+    spans = {"created": max(created) - base}
+    if started:
+        spans |= {"first_start": min(started) - base, "last_start": max(started) - base}
+    if ended:
+        spans |= {"first_end": min(ended) - base, "last_end": max(ended) - base}
+    return {k: round(v, 1) for k, v in spans.items()}

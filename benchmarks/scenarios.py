@@ -67,6 +67,7 @@ def run_restart(stack: BenchStack, cp: ControlPlane, racks: int, namespace: str)
         phases[p] = phases.get(p, 0) + 1
     n = len(tasks)
     status = final.get("status") or {}
+    spans = figures.task_spans(tasks)
     return {
         "racks": racks,
         "tasks": n,
@@ -80,6 +81,9 @@ def run_restart(stack: BenchStack, cp: ControlPlane, racks: int, namespace: str)
             "components_touched": figures.per_item(figures.ledger_touches(entries), n),
             "all_rpcs_incl_reads": figures.per_item(rpcs, n),
         },
+        # seconds from the first Task's creation to the last's, and likewise for
+        # starts and ends (whole-second timestamps): where a run's time goes
+        "task_spans_s": spans,
         "duplicate_core_calls": len(control.duplicates()),
         "operator_cpu_s_per_task": round(cpu / n, 4),
         "operator_cpu_s": round(cpu, 2),

@@ -156,3 +156,23 @@ def test_report_targets_read_the_largest_runs() -> None:
     ]
     assert "1000 racks" in rows[0][0]
     assert "5000 Tasks" in rows[2][0]
+
+
+def test_task_spans_from_the_first_creation() -> None:
+    def task(created: str, start: str | None, end: str | None) -> dict[str, object]:
+        status = {k: v for k, v in (("startTime", start), ("completionTime", end)) if v}
+        return {"metadata": {"creationTimestamp": created}, "status": status}
+
+    tasks = [
+        task("2026-11-28T10:00:00Z", "2026-11-28T10:00:01Z", "2026-11-28T10:00:09Z"),
+        task("2026-11-28T10:00:26Z", "2026-11-28T10:00:27Z", "2026-11-28T10:00:37Z"),
+        task("2026-11-28T10:00:05Z", None, None),
+    ]
+    assert figures.task_spans(tasks) == {
+        "created": 26.0,
+        "first_start": 1.0,
+        "last_start": 27.0,
+        "first_end": 9.0,
+        "last_end": 37.0,
+    }
+    assert figures.task_spans([]) == {}

@@ -54,3 +54,13 @@ def test_bodies_without_spec_or_metadata_pass_through() -> None:
         "metadata": {"name": "x"},
         "spec": {},
     }
+
+
+def test_a_racks_component_list_is_shared_between_its_tasks() -> None:
+    comps = [{"type": "compute", "ids": [{"name": "compute-01", "coreId": "m1"}]}]
+    a = task("restart-a01", copy.deepcopy(RULE))
+    a["spec"]["components"] = copy.deepcopy(comps)
+    b = task("upgrade-a01", copy.deepcopy(RULE))
+    b["spec"]["components"] = copy.deepcopy(comps)
+    assert compact(a)["spec"]["components"] is compact(b)["spec"]["components"]
+    assert compact(a)["spec"]["components"] == comps

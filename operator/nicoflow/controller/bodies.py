@@ -1,9 +1,10 @@
 """Keep what the operator caches of each object small.
 
 The operator holds every Task in memory (admission needs them all). A watched
-body carries managedFields — often larger than the spec — and a snapshot of
-its rule that is identical across the Tasks of one TaskSpec. Dropping the
-first and sharing the second keeps thousands of waiting Tasks cheap.
+body carries managedFields — often larger than the spec — a snapshot of its
+rule that is identical across the Tasks of one TaskSpec, and its rack's
+component list, identical across the Tasks on that rack. Dropping the first
+and sharing the others keeps thousands of waiting Tasks cheap.
 Cached bodies are read-only: every change arrives as a new body."""
 
 from __future__ import annotations
@@ -13,14 +14,14 @@ from collections import OrderedDict
 from typing import Any
 
 _LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
-_SHARED_MAX = 512
 
 
 class _Shared:
-    """One copy of each distinct rule definition (bounded, least recently used out)."""
+    """One copy of each distinct value (bounded, least recently used out)."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int) -> None:
         self._items: OrderedDict[str, Any] = OrderedDict()
+        self._limit = limit
 
     def intern(self, value: Any) -> Any:
         key = json.dumps(value, sort_keys=True, separators=(",", ":"))
@@ -29,12 +30,15 @@ class _Shared:
             self._items.move_to_end(key)
             return found
         self._items[key] = value
-        if len(self._items) > _SHARED_MAX:
+        if len(self._items) > self._limit:
             self._items.popitem(last=False)
         return value
 
 
-_RULES = _Shared()
+_RULES = _Shared(512)
+# A rack's resolved components repeat in every Task on it (a restart today, an
+# upgrade tomorrow, a schedule's nightly run): one copy per distinct list.
+_COMPONENTS = _Shared(8192)
 
 
 def compact(body: dict[str, Any]) -> dict[str, Any]:
@@ -51,10 +55,14 @@ def compact(body: dict[str, Any]) -> dict[str, Any]:
             }
         out["metadata"] = meta
     spec = body.get("spec")
-    rule = spec.get("rule") if isinstance(spec, dict) else None
-    if isinstance(rule, dict) and isinstance(rule.get("definition"), dict):
-        assert isinstance(spec, dict)
-        out["spec"] = {**spec, "rule": {**rule, "definition": _RULES.intern(rule["definition"])}}
+    if isinstance(spec, dict):
+        shared = dict(spec)
+        rule = spec.get("rule")
+        if isinstance(rule, dict) and isinstance(rule.get("definition"), dict):
+            shared["rule"] = {**rule, "definition": _RULES.intern(rule["definition"])}
+        if isinstance(spec.get("components"), list):
+            shared["components"] = _COMPONENTS.intern(spec["components"])
+        out["spec"] = shared
     return out
 
 
