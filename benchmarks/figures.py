@@ -212,3 +212,44 @@ def task_spans(tasks: Iterable[Mapping[str, Any]]) -> dict[str, float]:
     if ended:
         spans |= {"first_end": min(ended) - base, "last_end": max(ended) - base}
     return {k: round(v, 1) for k, v in spans.items()}
+
+
+def apiserver_write_seconds(
+    text: str,
+    resources: Iterable[str] = WRITE_RESOURCES,
+    verbs: Iterable[str] = WRITE_VERBS,
+) -> dict[WriteKey, tuple[float, float]]:
+    """(sum of seconds, count) of apiserver_request_duration_seconds by
+    resource[/subresource] and verb: the server's own time per write."""
+    wanted_res, wanted_verbs = set(resources), set(verbs)
+    out: dict[WriteKey, tuple[float, float]] = {}
+    for s in parse_metrics(text):
+        if s.name not in (
+            "apiserver_request_duration_seconds_sum",
+            "apiserver_request_duration_seconds_count",
+        ):
+            continue
+        res, verb = s.labels.get("resource", ""), s.labels.get("verb", "")
+        if res not in wanted_res or verb not in wanted_verbs:
+            continue
+        sub = s.labels.get("subresource", "")
+        key = (f"{res}/{sub}" if sub else res, verb)
+        total, count = out.get(key, (0.0, 0.0))
+        if s.name.endswith("_sum"):
+            total += s.value
+        else:
+            count += s.value
+        out[key] = (total, count)
+    return out
+
+
+def mean_ms(
+    before: Mapping[WriteKey, tuple[float, float]], after: Mapping[WriteKey, tuple[float, float]]
+) -> dict[str, float]:
+    """Mean server time in ms per write between two snapshots, by "resource VERB"."""
+    out: dict[str, float] = {}
+    for key, (total, count) in after.items():
+        t0, c0 = before.get(key, (0.0, 0.0))
+        if count > c0:
+            out[f"{key[0]} {key[1]}"] = round((total - t0) / (count - c0) * 1000, 1)
+    return out

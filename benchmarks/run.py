@@ -51,6 +51,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--doc", type=Path, default=REPO_ROOT / "docs" / "benchmarks.md")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
     p.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="profile each operator process with pyinstrument; sessions go to this directory "
+        "(figures taken under the profiler are not comparable)",
+    )
+    p.add_argument(
         "--merge",
         type=Path,
         action="append",
@@ -96,6 +103,9 @@ class Runner:
             groups=tuple(groups),
             metrics_port=port,
             operator_args=("--metrics-port", str(port), "--inventory-interval", "0"),
+            profile=(self.args.profile / f"operator-{name}.pyisession")
+            if self.args.profile
+            else None,
             **kw,
         )
         t0 = time.monotonic()

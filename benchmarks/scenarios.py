@@ -38,9 +38,13 @@ def run_restart(stack: BenchStack, cp: ControlPlane, racks: int, namespace: str)
     assert op is not None
     kube.namespace(namespace)
     control.clear_ledger()
-    writes0 = figures.apiserver_writes(cp.metrics())
+    metrics0 = cp.metrics()
+    writes0 = figures.apiserver_writes(metrics0)
+    seconds0 = figures.apiserver_write_seconds(metrics0)
     rpcs0 = figures.core_rpc_counts(stack.operator_metrics())
     cpu0 = procs.cpu_seconds(op.pid)
+    others = _other_processes(stack, cp)
+    others0 = {k: procs.cpu_seconds(pid) for k, pid in others.items()}
 
     name = f"restart-{racks}"
     t0 = time.monotonic()
@@ -57,7 +61,10 @@ def run_restart(stack: BenchStack, cp: ControlPlane, racks: int, namespace: str)
     time.sleep(SETTLE_SECONDS)
 
     cpu = procs.cpu_seconds(op.pid) - cpu0
-    writes = figures.delta(writes0, figures.apiserver_writes(cp.metrics()))
+    others_cpu = {k: procs.cpu_seconds(pid) - others0[k] for k, pid in others.items()}
+    metrics1 = cp.metrics()
+    writes = figures.delta(writes0, figures.apiserver_writes(metrics1))
+    write_ms = figures.mean_ms(seconds0, figures.apiserver_write_seconds(metrics1))
     rpcs = figures.counter_delta(rpcs0, figures.core_rpc_counts(stack.operator_metrics()))
     entries = control.ledger()
     tasks = kube.list("tasks", namespace)
@@ -76,6 +83,7 @@ def run_restart(stack: BenchStack, cp: ControlPlane, racks: int, namespace: str)
         "wall_s": round(wall, 2),
         "tasks_per_s": round(n / wall, 2),
         "apiserver_writes_per_task": figures.per_task(writes, n),
+        "apiserver_ms_per_write": write_ms,
         "core_calls_per_task": {
             "state_changing_calls": figures.per_item(figures.ledger_calls(entries), n),
             "components_touched": figures.per_item(figures.ledger_touches(entries), n),
@@ -86,9 +94,18 @@ def run_restart(stack: BenchStack, cp: ControlPlane, racks: int, namespace: str)
         "task_spans_s": spans,
         "duplicate_core_calls": len(control.duplicates()),
         "operator_cpu_s_per_task": round(cpu / n, 4),
+        # the rest of the machine's work for the same run, per Task
+        "cpu_s_per_task_elsewhere": {k: round(v / n, 4) for k, v in others_cpu.items()},
         "operator_cpu_s": round(cpu, 2),
         **procs.memory_mib(op.pid),
     }
+
+
+def _other_processes(stack: BenchStack, cp: ControlPlane) -> dict[str, int]:
+    pids = {name: p.pid for name, p in cp._procs.items() if name in ("kube-apiserver", "etcd")}
+    if stack.simulator is not None and stack.simulator.proc is not None:
+        pids["simulator"] = stack.simulator.proc.pid
+    return pids
 
 
 def throughput(stack: BenchStack, cp: ControlPlane, racks: int) -> dict[str, Any]:

@@ -4,10 +4,12 @@ one kubectl per rack, and a timed import of the Racks."""
 
 from __future__ import annotations
 
+import sys
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Self
 
 import yaml
@@ -39,6 +41,7 @@ class BenchStack(FlowStack):
     kube: Kube | None = None
     import_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    profile: Path | None = None  # save a pyinstrument session of the operator here
 
     def start(self) -> Self:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -58,6 +61,23 @@ class BenchStack(FlowStack):
         self.wait_racks_synced(timeout=60 + self.racks)
         self.import_seconds = time.monotonic() - t0
         return self
+
+    def start_operator(self) -> Service:
+        """As FlowStack's; with `profile` set, under pyinstrument, which saves a
+        session there when the operator stops (`pyinstrument --load FILE`)."""
+        if self.profile is None:
+            return super().start_operator()
+        ns_args = [a for ns in self.namespaces for a in ("--namespace", ns)]
+        argv = [
+            sys.executable,
+            *("-m", "pyinstrument", "--renderer", "session", "--interval", "0.005"),
+            *("-o", str(self.profile), "-m", "nicoflow.cli.main"),
+            *("operator", "--standalone", *ns_args, *self.operator_args),
+        ]
+        self.operator = Service(
+            "operator", argv, self.workdir / "operator.log", env=self.operator_env()
+        ).start()
+        return self.operator
 
     def _served(self) -> bool:
         assert self.kube is not None

@@ -176,3 +176,18 @@ def test_task_spans_from_the_first_creation() -> None:
         "last_end": 37.0,
     }
     assert figures.task_spans([]) == {}
+
+
+def test_mean_server_time_per_write() -> None:
+    def text(total: float, count: int) -> str:
+        labels = 'resource="tasks",subresource="status",verb="PATCH"'
+        return (
+            f"apiserver_request_duration_seconds_sum{{{labels}}} {total}\n"
+            f"apiserver_request_duration_seconds_count{{{labels}}} {count}\n"
+            'apiserver_request_duration_seconds_sum{resource="tasks",verb="LIST"} 9\n'
+        )
+
+    before = figures.apiserver_write_seconds(text(1.0, 10))
+    after = figures.apiserver_write_seconds(text(2.5, 40))
+    assert figures.mean_ms(before, after) == {"tasks/status PATCH": 50.0}
+    assert figures.mean_ms(after, after) == {}

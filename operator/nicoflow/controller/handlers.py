@@ -22,6 +22,19 @@ log = logging.getLogger(__name__)
 OPTIONS = Options()
 
 
+class _EssenceOnlyForRules(kopf.AnnotationsDiffBaseStorage):
+    """kopf builds a diff base (a deep copy of the body) for every watch event
+    of every resource, though only change handlers use it. Ours are on
+    OperationRules alone; for Tasks, TaskSpecs and Racks the copy was a
+    sixth of the operator's CPU in a restart of 100 racks."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        if body.get("kind") != "OperationRule":
+            return kopf.BodyEssence()
+        essence: kopf.BodyEssence = super().build(body=body, extra_fields=extra_fields)
+        return essence
+
+
 def _runtime(memo: Any) -> Runtime:
     runtime: Runtime = memo.runtime
     return runtime
@@ -31,7 +44,7 @@ def _runtime(memo: Any) -> Runtime:
 async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    settings.persistence.diffbase_storage = _EssenceOnlyForRules(
         prefix=GROUP, key="last-handled-configuration"
     )
     settings.posting.reporting_component = "nico-flow-operator"
