@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from operator_fixtures import DOWN, UP, Env, operator_stack
+from reliability.support import desired_state_changes, intent_recorded, stage_of, wait_any
 
 from nicoflow.devstack.controlplane import ControlPlane
 from nicoflow.devstack.flowstack import phase
@@ -35,64 +36,25 @@ def env(
         yield e
 
 
-def desired_state_changes(env: Env, since: int) -> dict[str, list[str]]:
-    """Compute tray -> applied changes of its desired power state in Core."""
-    out: dict[str, list[str]] = {}
-    for e in env.control.ledger(method="UpdatePowerOption", since=str(since)):
-        if e["applied"]:
-            out.setdefault(e["component_id"], []).append(e["action"].removeprefix("desired_"))
-    return out
-
-
-def _stage(task: dict[str, Any]) -> int:
-    st = task.get("status") or {}
-    return int(st.get("currentStage") or 0) if st.get("phase") == "Running" else 0
-
-
-def _intent_recorded(task: dict[str, Any]) -> bool:
-    """A state-changing call is recorded as about to be made (or in flight)."""
-    for stage in (task.get("status") or {}).get("stages") or []:
-        for step in stage.get("steps") or []:
-            if step.get("intent"):
-                return True
-    return False
-
-
-def _wait_any(
-    env: Env, taskspec: str, moment: Callable[[dict[str, Any]], bool], timeout: float = 60
-) -> dict[str, Any] | None:
-    """The first of the TaskSpec's Tasks seen at `moment`; None once all have finished."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        tasks = env.tasks(taskspec)
-        for task in tasks:
-            if moment(task):
-                return task
-        if tasks and all(phase(t) in ("Succeeded", "Failed", "Cancelled") for t in tasks):
-            return None
-        time.sleep(0.2)
-    raise TimeoutError(f"no Task of {taskspec} reached the moment within {timeout}s")
-
-
 def test_sigkill_mid_restart_three_times_loses_nothing_and_repeats_nothing(env: Env) -> None:
     start = env.last_seq()
     env.submit("crash-restart", "restart", env.racks)
     names = [env.task_name("crash-restart", r) for r in env.racks]
     moments: list[tuple[str, Callable[[dict[str, Any]], bool]]] = [
         # an intent is in status: a call is about to go out or is in flight
-        ("intent recorded", _intent_recorded),
+        ("intent recorded", intent_recorded),
         # a rack's switches or shelves going down
-        ("powering down", lambda t: _stage(t) in (2, 3)),
+        ("powering down", lambda t: stage_of(t) in (2, 3)),
         # power coming back
-        ("powering up", lambda t: _stage(t) >= 5),
+        ("powering up", lambda t: stage_of(t) >= 5),
     ]
     killed: list[tuple[str, str, int]] = []
     for label, moment in moments:
-        task = _wait_any(env, "crash-restart", moment)
+        task = wait_any(env, "crash-restart", moment)
         if task is None:
             break
         env.flow.kill_operator()
-        killed.append((label, task["metadata"]["name"], _stage(task)))
+        killed.append((label, task["metadata"]["name"], stage_of(task)))
         env.flow.start_operator()
     assert len(killed) >= 2, f"the Tasks finished before the operator could be killed: {killed}"
 
@@ -138,7 +100,7 @@ def test_sigkill_mid_compute_stage_leaves_no_maintenance_override(env: Env) -> N
     try:
         env.submit("crash-legacy", "power_off", [rack], componentTypes=["compute"])
         name = env.task_name("crash-legacy", rack)
-        env.wait_task(name, _intent_recorded)
+        env.wait_task(name, intent_recorded)
         time.sleep(1.5)  # a few trays powered, one in flight
         env.flow.kill_operator()
         env.flow.start_operator()

@@ -204,6 +204,8 @@ def test_injected_unavailable_rate(sim: Running, forge: forge_pb2_grpc.ForgeStub
             codes.append(err.code())
     assert set(codes) == {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE}
     assert 25 <= codes.count(grpc.StatusCode.UNAVAILABLE) <= 75
+    injected = sim.control("GET", "/v1/faults/injected")["injected"]
+    assert injected == {"FindMachineIds": codes.count(grpc.StatusCode.UNAVAILABLE)}
     # A refused write lands in the ledger as not applied.
     sim.control(
         "PUT",

@@ -222,3 +222,44 @@ def test_orders() -> None:
         queryfilters.rack_order(pb.OrderBy(component_field=pb.COMPONENT_ORDER_BY_FIELD_NAME))
     with pytest.raises(InvalidArgument, match="use NAME"):
         queryfilters.rack_order(pb.OrderBy(rack_field=pb.RACK_ORDER_BY_FIELD_UNSPECIFIED))
+
+
+def test_timestamps_out_of_range_are_invalid_arguments() -> None:
+    from datetime import UTC, datetime
+
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    assert validation.timestamp(Timestamp(seconds=86400), "t") == datetime(1970, 1, 2, tzinfo=UTC)
+    for bad in (Timestamp(seconds=-(2**63)), Timestamp(seconds=2**62), Timestamp(nanos=-1)):
+        with pytest.raises(InvalidArgument, match=r"end_time .* is not a valid time"):
+            validation.timestamp(bad, "end_time")
+
+
+def test_error_messages_fit_a_grpc_header_whatever_they_quote() -> None:
+    from nicoflow.service.errors import MESSAGE_BUDGET, bounded
+
+    short = "rack 'a' not found"
+    assert InvalidArgument(short).message == short
+    quoted = f"id {'😀' * 5000!r} is not a UUID; write it like 123e4567-e89b"
+    cut = InvalidArgument(quoted).message
+    encoded = sum(1 if " " <= c <= "~" and c != "%" else 3 * len(c.encode()) for c in cut)
+    assert encoded <= MESSAGE_BUDGET
+    assert cut.startswith("id '😀")
+    assert cut.endswith("write it like 123e4567-e89b")
+    assert " [...] " in cut
+    assert bounded("x" * 5000) != "x" * 5000
+
+
+def test_a_value_postgres_cannot_store_is_the_callers_mistake() -> None:
+    import grpc
+    from sqlalchemy.exc import DataError
+
+    from nicoflow.service.errors import classify
+
+    nul = DataError(
+        "SELECT 1", {}, Exception("PostgreSQL text fields cannot contain NUL (0x00) bytes")
+    )
+    found = classify(nul)
+    assert found is not None
+    assert found[0] == grpc.StatusCode.INVALID_ARGUMENT
+    assert "cannot contain NUL" in found[1]

@@ -107,3 +107,12 @@ def test_command_line_forms() -> None:
     assert parse_latency("*=50ms") == ("*", 0.05)
     with pytest.raises(ValueError, match="METHOD=DURATION"):
         parse_latency("50ms")
+
+
+def test_injected_errors_are_counted_per_method_until_the_plan_changes() -> None:
+    inj = Injector(FaultPlan(errors=(ErrorRule(method="*", rate=1.0, times=3),)))
+    for method in ("Version", "FindMachineIds", "Version", "Version"):
+        inj.error_for(method)
+    assert inj.injected == {"Version": 2, "FindMachineIds": 1}
+    inj.install(FaultPlan())
+    assert inj.injected == {}

@@ -10,7 +10,6 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC
 from typing import Any
 
 from pydantic import ValidationError
@@ -29,7 +28,7 @@ from nicoflow.domain.types import ComponentType, ConflictStrategy, OperationCode
 from nicoflow.kube.resources import GROUP, LABEL_OPERATION
 from nicoflow.service.enums import conflict_strategy
 from nicoflow.service.errors import InvalidArgument
-from nicoflow.service.validation import Targets, parse_uuid, target_spec
+from nicoflow.service.validation import Targets, parse_uuid, target_spec, timestamp
 
 ANNOTATION_TASK_IDS = f"{GROUP}/task-ids"
 LABEL_SOURCE = f"{GROUP}/source"
@@ -163,8 +162,8 @@ def upgrade_firmware(req: pb.UpgradeFirmwareRequest) -> OperationRequest:
             "start_time and end_time form a maintenance window: give both or neither"
         )
     if has_start:
-        start = req.start_time.ToDatetime(tzinfo=UTC)
-        end = req.end_time.ToDatetime(tzinfo=UTC)
+        start = timestamp(req.start_time, "start_time")
+        end = timestamp(req.end_time, "end_time")
         if start >= end:
             raise InvalidArgument("start_time must be before end_time")
         options["firmwareWindow"] = {

@@ -27,7 +27,7 @@ from nicoflow.service import (
     tasks,
 )
 from nicoflow.service.backend import Backend
-from nicoflow.service.errors import Unimplemented
+from nicoflow.service.errors import InvalidArgument, Unimplemented
 
 SERVICE = pb.DESCRIPTOR.services_by_name["Flow"].full_name
 
@@ -390,6 +390,39 @@ def _not_yet(name: str) -> Behavior:
     return behavior
 
 
+class _Undecodable:
+    """A request body that does not parse as the method's request message.
+
+    gRPC answers a deserializer's exception with UNKNOWN before any handler or
+    interceptor runs; parsing into this marker instead lets the handler refuse
+    the body as the caller's mistake."""
+
+    def __init__(self, type_name: str, error: Exception) -> None:
+        self.message = (
+            f"the request body is not a valid {type_name} message ({error}); "
+            "encode it from the v1.Flow protobuf definitions"
+        )
+
+
+def _lenient(parse: Callable[[bytes], Any], type_name: str) -> Callable[[bytes], Any]:
+    def deserialize(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except Exception as exc:  # any failure to parse is bad input
+            return _Undecodable(type_name, exc)
+
+    return deserialize
+
+
+def _decoded(behavior: Behavior) -> Behavior:
+    async def checked(request: Any, context: Any) -> Any:
+        if isinstance(request, _Undecodable):
+            raise InvalidArgument(request.message)
+        return await behavior(request, context)
+
+    return checked
+
+
 def generic_handler(api: FlowApi) -> grpc.GenericRpcHandler:
     """Handlers for every method of v1.Flow (all unary)."""
     service = pb.DESCRIPTOR.services_by_name["Flow"]
@@ -399,8 +432,8 @@ def generic_handler(api: FlowApi) -> grpc.GenericRpcHandler:
         response_cls = message_factory.GetMessageClass(method.output_type)
         behavior: Behavior = getattr(api, method.name, None) or _not_yet(method.name)
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-            behavior,
-            request_deserializer=request_cls.FromString,
+            _decoded(behavior),
+            request_deserializer=_lenient(request_cls.FromString, method.input_type.full_name),
             response_serializer=response_cls.SerializeToString,
         )
     return grpc.method_handlers_generic_handler(service.full_name, handlers)

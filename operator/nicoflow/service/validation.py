@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from nicoflow._proto.flow.v1 import flow_pb2 as pb
 from nicoflow.domain.types import ComponentType
@@ -49,6 +52,18 @@ def parse_uuid_text(text: str, field: str) -> uuid.UUID:
     except ValueError:
         raise InvalidArgument(
             f"{field} {text!r} is not a UUID; write it like {_UUID_EXAMPLE}"
+        ) from None
+
+
+def timestamp(msg: Timestamp, field: str) -> datetime:
+    """A protobuf Timestamp as an aware datetime; a value outside the years
+    1-9999 (or with nanos out of range) is the caller's mistake."""
+    try:
+        return msg.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError, OSError):
+        raise InvalidArgument(
+            f"{field} (seconds {msg.seconds}, nanos {msg.nanos}) is not a valid time; "
+            "give a time between the years 1 and 9999 with nanos from 0 to 999999999"
         ) from None
 
 

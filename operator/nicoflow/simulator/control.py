@@ -19,6 +19,7 @@ Routes (JSON bodies and replies):
   DELETE /v1/components/{key}/instance
   PUT    /v1/desired-firmware/{family}         {"versions": {...}}
   GET    /v1/faults    PUT /v1/faults (replace)    PATCH /v1/faults (change some keys)
+  GET    /v1/faults/injected                   errors injected per method since the plan was set
   GET    /v1/ledger?method=&component_id=&request_id=&action=&code=&applied=&since=
   GET    /v1/ledger/counts?by=method&applied=
   GET    /v1/ledger/duplicates?applied_only=true
@@ -32,7 +33,7 @@ import contextlib
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -88,6 +89,9 @@ class Controllable(Protocol):
 
     def set_faults(self, plan: FaultPlan) -> None: ...
 
+    @property
+    def injected(self) -> Mapping[str, int]: ...
+
 
 class ControlApi:
     """Routes over a running simulator."""
@@ -112,6 +116,7 @@ class ControlApi:
         r("GET", "/v1/faults", lambda q: self.sim.faults.to_dict())
         r("PUT", "/v1/faults", self.put_faults)
         r("PATCH", "/v1/faults", self.patch_faults)
+        r("GET", "/v1/faults/injected", self.injected)
         r("GET", "/v1/ledger", self.ledger)
         r("GET", "/v1/ledger/counts", self.ledger_counts)
         r("GET", "/v1/ledger/duplicates", self.duplicates)
@@ -251,6 +256,9 @@ class ControlApi:
             raise HttpError(400, "PATCH /v1/faults takes an object of fault settings")
         self.sim.set_faults(self.sim.faults.merged(req.body))
         return self.sim.faults.to_dict()
+
+    def injected(self, req: Request) -> Any:
+        return {"injected": dict(self.sim.injected)}
 
     def ledger(self, req: Request) -> Any:
         q = req.query

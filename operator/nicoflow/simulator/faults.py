@@ -8,6 +8,7 @@ broken". Decisions are reproducible for a given seed and call order."""
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -214,6 +215,9 @@ class Injector:
         self.plan = plan
         self.rng = random.Random(plan.seed)
         self._used: dict[int, int] = {}
+        # errors injected per method under this plan: reads leave no ledger
+        # entry, so this is how a test proves its faults reached them
+        self.injected: Counter[str] = Counter()
 
     def chance(self, rate: float) -> bool:
         if rate <= 0.0:
@@ -230,6 +234,7 @@ class Injector:
                 continue
             if self.chance(rule.rate):
                 self._used[i] = self._used.get(i, 0) + 1
+                self.injected[method] += 1
                 return rule
         return None
 

@@ -106,6 +106,11 @@ class Simulator:
         self.injector.install(plan)
         self.world.apply_leaks(plan.leaks)
 
+    @property
+    def injected(self) -> Mapping[str, int]:
+        """Errors injected per method since the fault plan was last set."""
+        return self.injector.injected
+
     # --- Life cycle ------------------------------------------------------------------
 
     @property

@@ -1,0 +1,90 @@
+"""A kill storm: fifty racks restart while the operator is SIGKILLed five times
+at seeded random moments. Every Task still succeeds, no state-changing Core
+call is repeated under its request id, and every component got exactly one
+off and one on.
+
+Power changes are instant in the simulator, so the run is bounded by the
+operator's own work; each kill lands a random delay after the freshly started
+operator was seen driving the hardware again."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+
+import pytest
+from operator_fixtures import Env, operator_stack
+from reliability.support import (
+    PowerRecord,
+    newest_seq,
+    restart_succeeded,
+    stage_of,
+    wait_new_core_calls,
+)
+
+from nicoflow.devstack.controlplane import ControlPlane
+from nicoflow.devstack.flowstack import phase
+from nicoflow.devstack.postgres import Postgres
+
+pytestmark = pytest.mark.reliability
+
+RACKS = 50
+KILLS = 5
+SEED = 8  # the moments of the kills
+MAX_DELAY_S = 2.5
+
+
+@pytest.fixture(scope="module")
+def env(
+    control_plane: ControlPlane, postgres: Postgres, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Env]:
+    with operator_stack(
+        control_plane,
+        postgres,
+        tmp_path_factory.mktemp("storm"),
+        racks=RACKS,
+        seed=21,
+        sim_args=("--latency-power", "0s"),
+    ) as e:
+        yield e
+
+
+def _progress(env: Env, taskspec: str) -> str:
+    tasks = env.tasks(taskspec)
+    done = sum(phase(t) == "Succeeded" for t in tasks)
+    stages = sorted(stage_of(t) for t in tasks if stage_of(t))
+    return f"{done}/{len(tasks)} done, running in stages {stages}"
+
+
+@pytest.mark.timeout(420)
+def test_fifty_racks_restart_through_five_sigkills(env: Env) -> None:
+    rng = random.Random(SEED)
+    start = env.last_seq()
+    env.submit("storm", "restart", env.racks)
+
+    seen = start
+    killed: list[str] = []
+    for _ in range(KILLS):
+        seen = wait_new_core_calls(env, seen)
+        time.sleep(rng.uniform(0.0, MAX_DELAY_S))
+        env.flow.kill_operator()
+        killed.append(_progress(env, "storm"))
+        # the kill must land mid-run, or the storm proves nothing
+        assert f"{RACKS}/{RACKS} done" not in killed[-1], killed
+        # calls the dead operator made count for it, not for its successor
+        seen = newest_seq(env, seen)
+        env.flow.start_operator()
+
+    ts = env.wait("storm", timeout=300)
+    assert phase(ts) == "Complete", (killed, ts["status"])
+    assert restart_succeeded(env, "storm", env.racks) == [], killed
+
+    # no call repeated under its request id; a resend after a crash goes only
+    # to components the first call did not reach, under a new key
+    assert env.control.duplicates() == []
+    record = PowerRecord.since(env, start)
+    assert record.not_once_each_way(env.racks) == {}, killed
+    assert record.out_of_order(env.racks) == {}, killed
+    off = {r: s for r in env.racks if (s := env.power_states(r)) != {"on"}}
+    assert off == {}
