@@ -42,6 +42,7 @@ class Hardware:
     fail_power: set[str] = field(default_factory=set)
     fail_firmware: set[str] = field(default_factory=set)
     errors_left: int = 0  # whole-call failures before calls succeed
+    unavailable_left: int = 0  # commands Core cannot take (transient) before it takes them
     ledger: list[tuple[str, str, str]] = field(default_factory=list)  # (key, id, op)
     firmware: dict[str, str] = field(default_factory=dict)
     _pending: dict[str, tuple[str, int]] = field(default_factory=dict)
@@ -50,6 +51,9 @@ class Hardware:
         if self.errors_left > 0 and not call.recovery:
             self.errors_left -= 1
             return Outcome(call, error="UNAVAILABLE: core is restarting")
+        if self.unavailable_left > 0 and call.kind.mutating:
+            self.unavailable_left -= 1
+            return Outcome(call, error="UNAVAILABLE: core is overloaded", transient=True)
         results: dict[str, Result] = {}
         for cid in call.ids:
             results[cid] = self._one(call, cid)
@@ -350,3 +354,26 @@ def test_graceful_power_off_escalates_to_forced() -> None:
     assert forced_at.key
     assert forced_at.key.endswith(".force")
     assert run.now - T0 >= timedelta(seconds=30)
+
+
+def test_commands_core_cannot_take_do_not_use_up_attempts() -> None:
+    # the built-in restart allows 3 attempts per step; Core refusing 7 commands
+    # in a row (transient) must not fail the run
+    plan = plan_for(OperationCode.RESTART)
+    hw = Hardware(unavailable_left=7)
+    run = drive(plan, hw)
+    assert run.status.phase is TaskPhase.SUCCEEDED, run.status.message
+    retried = [st.transient_retries for stage in run.status.stages for st in stage.steps]
+    assert sum(retried) == 7
+    assert all(st.attempt == 1 for stage in run.status.stages for st in stage.steps)
+    # each component still got exactly one command per stage
+    assert len(hw.ledger) == len({(k, c) for k, c, _ in hw.ledger})
+
+
+def test_endless_unavailability_falls_back_to_attempts_and_fails() -> None:
+    plan = plan_for(OperationCode.POWER_OFF)
+    run = drive(plan, Hardware(unavailable_left=10_000))
+    assert run.status.phase is TaskPhase.FAILED
+    first = run.status.stages[0].steps[0]
+    assert first.transient_retries == 10
+    assert "after 3 attempts" in run.status.message

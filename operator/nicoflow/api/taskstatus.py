@@ -90,6 +90,12 @@ class StepStatus(_Status):
     escalated: bool = False
     next_at: datetime | None = Field(None, description="Not before: sleep, poll or retry delay.")
     polls: int = Field(0, ge=0, description="Status reads made by the polling action.")
+    transient_retries: int = Field(
+        0,
+        ge=0,
+        description="Commands re-sent because NICo Core could not take them (unavailable, "
+        "overloaded); these do not use up the step's retry attempts.",
+    )
     issued: list[CoreId] = Field(
         default_factory=list,
         max_length=MAX_COMPONENTS_PER_STEP,

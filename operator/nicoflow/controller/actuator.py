@@ -55,7 +55,7 @@ _BRING_UP = {
 
 def _controls(results: ComponentResults) -> dict[str, Result]:
     return {
-        cid: Result(Observed.OK) if r.ok else Result(Observed.FAILED, r.error)
+        cid: Result(Observed.OK) if r.ok else Result(Observed.FAILED, r.error, r.transient)
         for cid, r in results.items()
     }
 
@@ -74,7 +74,8 @@ class Actuator:
             log.warning(
                 "%s on %s %s failed: %s", call.kind, len(call.ids), call.addressed_type, exc
             )
-            return Outcome(call, error=str(exc)[:512])
+            transient = isinstance(exc, CoreError) and exc.transient
+            return Outcome(call, error=str(exc)[:512], transient=transient)
         return Outcome(call, results)
 
     async def _dispatch(self, call: Call, options: Options) -> dict[str, Result]:

@@ -59,6 +59,11 @@ _READ_RETRY_CODES = frozenset(
 _WRITE_RETRY_CODES = _READ_RETRY_CODES - {grpc.StatusCode.DEADLINE_EXCEEDED}
 
 
+TRANSIENT_CODES = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.ABORTED}
+)
+
+
 class CoreError(Exception):
     """A Core RPC failed. `code` and `details` are those of the last attempt."""
 
@@ -69,6 +74,13 @@ class CoreError(Exception):
         self.attempts = attempts
         tries = f" after {attempts} attempts" if attempts > 1 else ""
         super().__init__(f"NICo Core {method} failed{tries}: {code.name}: {details}")
+
+    @property
+    def transient(self) -> bool:
+        """Core could not take the call (down, overloaded, aborted): trying
+        again later may succeed. A deadline is not transient: the call may have
+        been applied."""
+        return self.code in TRANSIENT_CODES
 
 
 class CoreDeadlineExceeded(CoreError):

@@ -108,6 +108,7 @@ class Observed(StrEnum):
 class Result:
     state: Observed
     error: str = ""
+    transient: bool = False  # Core could not take the call: retry later, not a failed attempt
 
 
 @dataclass(frozen=True)
@@ -115,11 +116,12 @@ class Outcome:
     call: Call
     results: Mapping[str, Result] = field(default_factory=dict)
     error: str = ""  # the whole call failed (after the client's own retries)
+    transient: bool = False  # ... because Core could not take it
 
     def of(self, component_id: str) -> Result:
         """A component the answer left out is unknown, never a success."""
         if self.error:
-            return Result(Observed.FAILED, self.error)
+            return Result(Observed.FAILED, self.error, self.transient)
         return self.results.get(
             component_id, Result(Observed.UNKNOWN, "no result for this component")
         )

@@ -24,6 +24,11 @@ from nicoflow.engine.plan import Call, CallKind, Event, Observed, Outcome, Plan
 from nicoflow.engine.versions import version_for
 
 MIN_POLL_SECONDS = 1.0
+# Commands Core could not take are sent again this many times per step,
+# 1, 2, 4 ... up to 30 s apart, before they count as failed attempts.
+MAX_TRANSIENT_RETRIES = 10
+TRANSIENT_DELAY = 1.0
+TRANSIENT_DELAY_MAX = 30.0
 
 _POWER_TARGET = {
     OperationCode.POWER_ON: {Observed.ON, Observed.POWERING_ON},
@@ -231,9 +236,11 @@ def _poll_delay(action: ActionConfig, st: StepStatus, now: datetime) -> float:
 
 
 def _key(ctx: StepContext, st: StepStatus, suffix: str = "") -> str:
+    # a command Core could not take goes out again as a new request
+    resend = f".u{st.transient_retries}" if st.transient_retries else ""
     return (
         f"{ctx.plan.task_uid}.s{ctx.stage}.{st.component_type.value}"
-        f".b{st.batch}.a{st.action}.t{st.attempt}{suffix}"
+        f".b{st.batch}.a{st.action}.t{st.attempt}{resend}{suffix}"
     )
 
 
@@ -510,6 +517,7 @@ def _apply_mutation(
     call = outcome.call
     escalation = call.key is not None and call.key.endswith(".force")
     errors: dict[str, str] = {}
+    transient = True
     for cid in call.ids:
         result = outcome.of(cid)
         comp = _component(st, cid)
@@ -521,11 +529,23 @@ def _apply_mutation(
         else:
             comp.attempts += 1
             errors[cid] = result.error or result.state.value
+            transient = transient and result.transient
     st.intent = None
     if escalation or not errors:
         return
     label = call.kind.value + (f" {call.operation.value}" if call.operation else "")
     first = next(iter(errors.values()))
+    if transient and st.transient_retries < MAX_TRANSIENT_RETRIES:
+        # Core could not take the command (down, overloaded): send it again
+        # after a pause without using up one of the rule's attempts, which are
+        # meant for the hardware failing.
+        st.transient_retries += 1
+        st.issued = [i for i in st.issued if i not in errors]
+        delay = min(TRANSIENT_DELAY_MAX, TRANSIENT_DELAY * 2 ** (st.transient_retries - 1))
+        st.next_at = ctx.now + timedelta(seconds=delay)
+        for cid in errors:
+            _component(st, cid).error = f"NICo Core unavailable, sending again: {first}"[:512]
+        return
     _retry_or_fail(ctx, st, list(errors), f"{label} failed: {first}", out)
 
 

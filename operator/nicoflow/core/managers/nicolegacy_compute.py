@@ -167,14 +167,16 @@ class NicoLegacyComputeManager(ComputeManagerBase):
             )
         except CoreError as exc:
             if not (exc.code == grpc.StatusCode.INVALID_ARGUMENT and ALREADY_SET in exc.details):
-                return Outcome.failure(f"setting desired power state failed: {exc}")
+                return Outcome.failure(
+                    f"setting desired power state failed: {exc}", transient=exc.transient
+                )
         try:
             await self._core.admin_power_control(
                 forge_pb2.AdminPowerControlRequest(machine_id=cid, action=action),  # type: ignore[arg-type]
                 idempotency_key=sub_key(key, "admin-power"),
             )
         except CoreError as exc:
-            return Outcome.failure(str(exc))
+            return Outcome.failure(str(exc), transient=exc.transient)
         return Outcome.success()
 
     async def release_power_control(self, target: Target) -> None:

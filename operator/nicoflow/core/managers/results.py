@@ -17,14 +17,15 @@ class Outcome:
 
     ok: bool
     error: str = ""
+    transient: bool = False  # Core could not take the call; a later try may succeed
 
     @classmethod
     def success(cls) -> Outcome:
         return cls(ok=True)
 
     @classmethod
-    def failure(cls, error: str) -> Outcome:
-        return cls(ok=False, error=error)
+    def failure(cls, error: str, *, transient: bool = False) -> Outcome:
+        return cls(ok=False, error=error, transient=transient)
 
 
 ComponentResults = dict[str, Outcome]
