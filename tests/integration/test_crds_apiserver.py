@@ -28,6 +28,7 @@ pytestmark = pytest.mark.usefixtures("crds_installed")
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "docs" / "examples"
 CLUSTER_KINDS = {info.kind for info in KINDS if info.scope == "Cluster"}
+MODELS = {info.kind: info.spec for info in KINDS}
 Obj = dict[str, Any]
 
 
@@ -135,6 +136,27 @@ def with_step(code: OperationCode, **changes: Any) -> Obj:
     return spec
 
 
+def with_main(code: OperationCode, action: Obj) -> Obj:
+    """A rule spec whose first step's main action is `action`."""
+    return with_step(code, mainOperation=action)
+
+
+def without_pre_post(code: OperationCode) -> Obj:
+    """A rule spec whose steps leave out preOperation and postOperation (both optional)."""
+    spec = rule_spec(code)
+    for step in spec["definition"]["steps"]:
+        step.pop("preOperation", None)
+        step.pop("postOperation", None)
+    return spec
+
+
+def task_with_main(action: Obj) -> Obj:
+    """A Task spec whose rule snapshot's first step has `action` as main action."""
+    spec = task_run_spec()
+    spec["rule"]["definition"]["steps"][0]["mainOperation"] = action
+    return spec
+
+
 def contains(stored: Any, sent: Any) -> bool:
     """Whether `stored` holds everything of `sent` (the apiserver may add defaults)."""
     if isinstance(sent, dict):
@@ -174,6 +196,39 @@ VALID: list[tuple[str, str, Callable[[], Obj]]] = [
         "default upgrade rule",
         "OperationRule",
         lambda: rule_spec(OperationCode.UPGRADE, isDefault=True),
+    ),
+    (
+        "upgrade rule without pre or post actions",
+        "OperationRule",
+        lambda: without_pre_post(OperationCode.UPGRADE),
+    ),
+    (
+        "power rule without pre or post actions",
+        "OperationRule",
+        lambda: without_pre_post(OperationCode.POWER_ON),
+    ),
+    (
+        "poll interval equal to timeout",
+        "OperationRule",
+        lambda: with_main(
+            OperationCode.UPGRADE,
+            {"name": "FirmwareControl", "timeout": "2m", "pollInterval": "2m"},
+        ),
+    ),
+    (
+        "legacy pollTimeout with a poll interval within it",
+        "OperationRule",
+        lambda: with_main(
+            OperationCode.UPGRADE,
+            {"name": "FirmwareControl", "pollInterval": "1m", "parameters": {"pollTimeout": "1h"}},
+        ),
+    ),
+    (
+        "inherited power_off with forceAfter",
+        "OperationRule",
+        lambda: with_main(
+            OperationCode.POWER_OFF, {"name": "PowerControl", "parameters": {"forceAfter": "5m"}}
+        ),
     ),
     ("taskspec by rack", "TaskSpec", lambda: task_spec_spec()),
     (
@@ -231,6 +286,7 @@ def test_valid_object_is_stored_as_sent(
     body = obj(kind, f"valid-{namespace}", spec(), namespace)
     stored = json.loads(create(control_plane, body).stdout)
     assert contains(stored["spec"], body["spec"])  # kept as sent, defaults added around it
+    MODELS[kind].model_validate(stored["spec"])  # and the operator reads what was stored
 
 
 @pytest.mark.parametrize(
@@ -503,6 +559,165 @@ INVALID: list[tuple[str, str, Callable[[], Obj], str]] = [
         "OperationRule",
         lambda: with_step(OperationCode.POWER_ON, timeout="5 minutes"),
         "timeout: Invalid value",
+    ),
+    (
+        "zero action timeout",
+        "OperationRule",
+        lambda: with_main(OperationCode.POWER_ON, {"name": "PowerControl", "timeout": "0"}),
+        "timeout must be greater than 0: give a duration such as 5m",
+    ),
+    (
+        "zero action timeout with a unit",
+        "OperationRule",
+        lambda: with_main(OperationCode.POWER_ON, {"name": "PowerControl", "timeout": "0h0.0m"}),
+        "timeout must be greater than 0",
+    ),
+    (
+        "zero legacy pollTimeout",
+        "OperationRule",
+        lambda: with_main(
+            OperationCode.UPGRADE, {"name": "FirmwareControl", "parameters": {"pollTimeout": "0s"}}
+        ),
+        "parameters.pollTimeout is the action's timeout and must be greater than 0",
+    ),
+    (
+        "zero poll interval",
+        "OperationRule",
+        lambda: with_main(
+            OperationCode.POWER_ON,
+            {
+                "name": "VerifyPowerStatus",
+                "pollInterval": "0",
+                "parameters": {"expectedStatus": "on"},
+            },
+        ),
+        "pollInterval must be greater than 0: give a duration such as 10s",
+    ),
+    (
+        "poll interval longer than timeout",
+        "OperationRule",
+        lambda: with_main(
+            OperationCode.POWER_ON,
+            {
+                "name": "VerifyPowerStatus",
+                "timeout": "10s",
+                "pollInterval": "1m",
+                "parameters": {"expectedStatus": "on"},
+            },
+        ),
+        "pollInterval is longer than the action's timeout: shorten pollInterval or lengthen "
+        "timeout",
+    ),
+    (
+        "poll interval longer than the default timeout",
+        "OperationRule",
+        lambda: with_main(OperationCode.UPGRADE, {"name": "WaitBringUp", "pollInterval": "20m"}),
+        "WaitBringUp 15m/30s",
+    ),
+    (
+        "timeout shorter than the default poll interval",
+        "OperationRule",
+        lambda: with_main(OperationCode.UPGRADE, {"name": "FirmwareControl", "timeout": "1m"}),
+        "pollInterval is longer than the action's timeout",
+    ),
+    (
+        "poll interval longer than legacy pollTimeout",
+        "OperationRule",
+        lambda: with_main(
+            OperationCode.UPGRADE,
+            {"name": "FirmwareControl", "pollInterval": "5m", "parameters": {"pollTimeout": "1m"}},
+        ),
+        "pollInterval is longer than the action's timeout",
+    ),
+    (
+        "firmware update in a power rule",
+        "OperationRule",
+        lambda: with_step(
+            OperationCode.POWER_ON, preOperation=[{"name": "FirmwareControl", "timeout": "30m"}]
+        ),
+        "FirmwareControl updates firmware and does not belong in a power operation rule: remove "
+        "it, or put it in a rule for upgrade, downgrade or rollback",
+    ),
+    (
+        "firmware update as a power rule's main action",
+        "OperationRule",
+        lambda: with_main(OperationCode.RESTART, {"name": "FirmwareControl"}),
+        "FirmwareControl updates firmware and does not belong in a power operation rule",
+    ),
+    (
+        "sleep given expectedStatus",
+        "OperationRule",
+        lambda: with_step(
+            OperationCode.POWER_ON,
+            postOperation=[
+                {"name": "Sleep", "parameters": {"duration": "1s", "expectedStatus": "on"}}
+            ],
+        ),
+        "parameters.expectedStatus applies only to VerifyPowerStatus: remove it",
+    ),
+    (
+        "power control given componentTypes",
+        "OperationRule",
+        lambda: with_main(
+            OperationCode.POWER_ON,
+            {"name": "PowerControl", "parameters": {"componentTypes": ["compute"]}},
+        ),
+        "parameters.componentTypes applies only to VerifyReachability: remove it",
+    ),
+    (
+        "pollTimeout on a verification",
+        "OperationRule",
+        lambda: with_step(
+            OperationCode.POWER_ON,
+            postOperation=[
+                {
+                    "name": "VerifyPowerStatus",
+                    "parameters": {"expectedStatus": "on", "pollTimeout": "5m"},
+                }
+            ],
+        ),
+        "parameters.pollTimeout applies only to FirmwareControl: remove it",
+    ),
+    (
+        "sleep with timeout",
+        "OperationRule",
+        lambda: with_step(
+            OperationCode.POWER_ON,
+            postOperation=[{"name": "Sleep", "timeout": "5s", "parameters": {"duration": "1s"}}],
+        ),
+        "Sleep takes parameters.duration, not timeout: remove timeout",
+    ),
+    (
+        "inherited power_on with forceAfter",
+        "OperationRule",
+        lambda: with_main(
+            OperationCode.POWER_ON, {"name": "PowerControl", "parameters": {"forceAfter": "5m"}}
+        ),
+        "a PowerControl action without parameters.operation sends the rule's own operation, and "
+        "parameters.forceAfter only escalates power_off",
+    ),
+    (
+        "zero retry interval",
+        "OperationRule",
+        lambda: with_step(
+            OperationCode.POWER_ON,
+            retry={"maxAttempts": 3, "initialInterval": "0s", "backoffCoefficient": 2.0},
+        ),
+        "retry.initialInterval must be greater than 0",
+    ),
+    (
+        "task rule with a sleep timeout",
+        "Task",
+        lambda: task_with_main(
+            {"name": "Sleep", "timeout": "5s", "parameters": {"duration": "1s"}}
+        ),
+        "Sleep takes parameters.duration, not timeout",
+    ),
+    (
+        "task rule with a zero poll interval",
+        "Task",
+        lambda: task_with_main({"name": "WaitBringUp", "pollInterval": "0ms"}),
+        "pollInterval must be greater than 0",
     ),
     ("rack with duplicate component name", "Rack", dup_component, "Duplicate value"),
     (

@@ -507,3 +507,10 @@ def test_parse_duration_rejects(text: str) -> None:
 def test_format_duration(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
     assert parse_duration(text) == pytest.approx(seconds)
+
+
+def test_durations_longer_than_the_apiserver_can_parse_are_refused() -> None:
+    # CEL's duration() (the CRD's checks) ends at about 292 years
+    assert parse_duration("2540400h") == 2540400 * 3600.0
+    with pytest.raises(ValueError, match="too long"):
+        parse_duration("9999999999h")

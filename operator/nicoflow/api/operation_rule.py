@@ -20,7 +20,13 @@ from nicoflow.api.common import (
     cel,
     validations,
 )
-from nicoflow.api.rule_schema import operation_needs_explicit_power_ops
+from nicoflow.api.rule_schema import (
+    FIRMWARE_IN_POWER_RULE_MESSAGE,
+    INHERITED_FORCE_AFTER_MESSAGE,
+    inherited_power_op_allows_force_after,
+    operation_needs_explicit_power_ops,
+    power_rule_has_no_firmware,
+)
 from nicoflow.domain.rules import RuleDefinition, rule_problems_for_operation
 from nicoflow.domain.types import OperationCode, OperationType
 
@@ -60,6 +66,16 @@ class OperationRuleSpec(CrdModel):
                 operation_needs_explicit_power_ops("self.operation"),
                 "every PowerControl action must set parameters.operation when the rule is "
                 "not for a power operation",
+                field_path=".definition",
+            ),
+            cel(
+                power_rule_has_no_firmware("self.operation"),
+                FIRMWARE_IN_POWER_RULE_MESSAGE,
+                field_path=".definition",
+            ),
+            cel(
+                inherited_power_op_allows_force_after("self.operation"),
+                INHERITED_FORCE_AFTER_MESSAGE,
                 field_path=".definition",
             ),
         )

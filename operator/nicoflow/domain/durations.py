@@ -16,6 +16,9 @@ from pydantic import AfterValidator, BeforeValidator, WithJsonSchema
 # syntax too, because the same pattern goes into the CRD schema.
 DURATION_PATTERN = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+)$"
 DURATION_MAX_LENGTH = 32
+# Go's time.Duration, and so the apiserver's CEL duration(), ends at about 292
+# years; a longer value would pass here and be refused by the CRD.
+DURATION_MAX_SECONDS = 290 * 365 * 24 * 3600
 
 _WHOLE = re.compile(DURATION_PATTERN)
 _PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|ms|s|m|h)")
@@ -29,7 +32,13 @@ def parse_duration(text: str) -> float:
         raise ValueError(
             f"invalid duration {text!r}: use a Go-style duration such as 30s, 5m or 1h30m"
         )
-    return sum(float(n) * _UNIT_SECONDS[u] for n, u in _PART.findall(value))
+    seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _PART.findall(value))
+    if seconds > DURATION_MAX_SECONDS:
+        raise ValueError(
+            f"duration {text!r} is too long: at most {DURATION_MAX_SECONDS // 3600}h "
+            "(about 290 years)"
+        )
+    return seconds
 
 
 def format_duration(seconds: float) -> str:
