@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from nicoflow.controller.conditions import condition
 from nicoflow.inventory import mirror as inventory_mirror
 
 
@@ -17,17 +18,15 @@ def _now() -> str:
 def _condition(
     body: dict[str, Any], ctype: str, status: str, reason: str, message: str
 ) -> dict[str, Any]:
-    prev = {c["type"]: c for c in (body.get("status") or {}).get("conditions") or []}
-    old = prev.get(ctype)
-    since = old["lastTransitionTime"] if old and old.get("status") == status else _now()
-    return {
-        "type": ctype,
-        "status": status,
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": since,
-        "observedGeneration": body["metadata"].get("generation"),
-    }
+    return condition(
+        body.get("status"),
+        ctype,
+        status,
+        reason,
+        message,
+        now=_now(),
+        generation=body["metadata"].get("generation"),
+    )
 
 
 class InvalidRack(Exception):

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from nicoflow.api.operation_rule import OperationRuleSpec
+from nicoflow.controller.conditions import condition
 from nicoflow.domain.rule_selection import RuleCandidate
 from nicoflow.domain.rules import describe_validation_error
 from nicoflow.domain.types import OperationCode
@@ -69,19 +70,11 @@ def rule_status(
 ) -> dict[str, Any]:
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     generation = body["metadata"].get("generation")
-    prev = {c["type"]: c for c in (body.get("status") or {}).get("conditions") or []}
 
     def cond(ctype: str, status: str, reason: str, message: str) -> dict[str, Any]:
-        old = prev.get(ctype)
-        since = old["lastTransitionTime"] if old and old.get("status") == status else now
-        return {
-            "type": ctype,
-            "status": status,
-            "reason": reason,
-            "message": message,
-            "lastTransitionTime": since,
-            "observedGeneration": generation,
-        }
+        return condition(
+            body.get("status"), ctype, status, reason, message, now=now, generation=generation
+        )
 
     if not candidate.valid:
         conditions = [

@@ -13,6 +13,7 @@ from typing import Any
 
 from nicoflow.api.task_spec import TaskSpecPhase, TaskSpecSpec
 from nicoflow.controller import events
+from nicoflow.controller.conditions import condition
 from nicoflow.controller.resources import (
     LABEL_OPERATION,
     LABEL_RACK,
@@ -380,18 +381,9 @@ def _condition(
     meta: dict[str, Any],
     prev: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    since = _ts(now)
-    for c in (prev or {}).get("conditions") or []:
-        if c.get("type") == ctype and c.get("status") == status:
-            since = c.get("lastTransitionTime", since)
-    return {
-        "type": ctype,
-        "status": status,
-        "reason": reason,
-        "message": message[:32768],
-        "lastTransitionTime": since,
-        "observedGeneration": meta.get("generation"),
-    }
+    return condition(
+        prev, ctype, status, reason, message, now=_ts(now), generation=meta.get("generation")
+    )
 
 
 def _same_conditions(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
