@@ -140,7 +140,13 @@ def test_power_cycle_through_the_api_with_the_charts_service_accounts(
             assert time.monotonic() < deadline, f"tasks not completed: {tasks}"
             assert flow_pb2.TASK_STATUS_FAILED not in states, tasks
             time.sleep(1)
-    specs = flow.list("taskspecs", chart_namespace)
+    # the TaskSpec's summary follows its Tasks a moment later (debounced)
+    deadline = time.monotonic() + 60
+    while True:
+        specs = flow.list("taskspecs", chart_namespace)
+        if any(finished(s) for s in specs) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
     assert [phase(s) for s in specs if finished(s)] == ["Complete"]
     assert flow.operator is not None
     assert "acquired leadership" in flow.operator.log.read_text()
