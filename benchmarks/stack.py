@@ -167,7 +167,7 @@ class BenchStack(FlowStack):
                 self.kube.delete_all("racks", selector=SIMULATED)
                 poll(
                     lambda: not self._rack_names_left(),
-                    timeout=120,
+                    timeout=120 + len(self.rack_bodies) / 4,  # ~10/s when busy
                     what="Racks deleted",
                     interval=0.5,
                     alive=self._alive,
