@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -18,9 +17,6 @@ from benchmarks import figures
 from benchmarks.stack import BenchStack
 from nicoflow._proto.flow.v1 import flow_pb2 as pb
 from nicoflow._proto.flow.v1 import flow_pb2_grpc
-from nicoflow.devstack.controlplane import ControlPlane
-from nicoflow.devstack.postgres import Postgres
-from nicoflow.devstack.services import Service, flow_argv
 
 IMPORT_PREFIX = "imp-"
 IMPORT_CONCURRENCY = 8
@@ -46,22 +42,15 @@ def _psycopg_url(url: str) -> str:
 
 
 def run_api_scenarios(
-    stack: BenchStack, cp: ControlPlane, pg: Postgres, args: argparse.Namespace, only: set[str]
+    stack: BenchStack, args: argparse.Namespace, only: set[str]
 ) -> list[dict[str, Any]]:
     namespace = f"bench-s1-{max(args.scales)}" if args.scales else "nico-flow"
-    env = {
-        "KUBECONFIG": str(cp.kubeconfig),
-        "DATABASE_URL": stack.database_url,
-        "FLOW_ENV": "development",
-    }
-    argv = flow_argv("serve", "--host", "127.0.0.1", "--listen-port", "0", "--namespace", namespace)
-    serve = Service("serve", argv, stack.workdir / "serve.log", env=env)
     try:
-        target = _start(serve)
+        serve = stack.start_api(namespace=namespace, log="serve.log")
     except Exception as exc:
-        serve.stop()
         reason = f"flow serve did not start: {str(exc)[:300]}"
         return [{"scenario": s, "not_run": reason} for s in ("S3-api", "S4-inventory-import-grpc")]
+    target = str(serve.ready_info["grpc"])
     out: list[dict[str, Any]] = []
     try:
         if "S3" in only:
@@ -73,23 +62,6 @@ def run_api_scenarios(
         serve.stop()
         _delete_imported(stack)
     return out
-
-
-def _start(serve: Service, timeout: float = 60.0) -> str:
-    """Start `flow serve`; its gRPC address from the ready line (log lines may
-    come first, so the first JSON line is not enough)."""
-    serve.start()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for line in serve.log.read_text(errors="replace").splitlines():
-            if line.startswith("{") and '"ready"' in line:
-                info = json.loads(line)
-                if info.get("event") == "ready":
-                    return str(info["grpc"])
-        if not serve.alive():
-            break
-        time.sleep(0.2)
-    raise RuntimeError(serve.log.read_text(errors="replace")[-1500:])
 
 
 def _guard(scenario: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:

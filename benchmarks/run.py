@@ -130,7 +130,7 @@ class Runner:
                     cp, pg, "bench_a", racks, groups, seed=1, sim_args=("--latency-power", "0s")
                 )
                 try:
-                    self.stack_a(cp, pg, stack, mem_group)
+                    self.stack_a(cp, stack, mem_group)
                 finally:
                     stack.stop()
                     self.notes += stack.notes
@@ -149,7 +149,7 @@ class Runner:
                     stack.stop()
                     self.notes += stack.notes
 
-    def stack_a(self, cp: ControlPlane, pg: Postgres, stack: BenchStack, mem_group: int) -> None:
+    def stack_a(self, cp: ControlPlane, stack: BenchStack, mem_group: int) -> None:
         a = self.args
         if "S4" in self.only and len(stack.rack_bodies) >= a.api_racks:
             self.emit(scenarios.import_racks(stack))
@@ -158,7 +158,7 @@ class Runner:
                 run = partial(scenarios.throughput, stack, cp, n)
                 self.attempt("S1-throughput", run, racks=n)
         if {"S3", "S4"} & self.only:
-            for result in api.run_api_scenarios(stack, cp, pg, self.args, self.only):
+            for result in api.run_api_scenarios(stack, self.args, self.only):
                 self.emit(result)
         if "S5" in self.only and mem_group:
             counts = tuple(a.memory_tasks)

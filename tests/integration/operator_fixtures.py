@@ -3,8 +3,9 @@ one FlowStack per module — the simulator, the operator and the Racks as real
 processes and objects — and helpers to submit TaskSpecs and read what the
 simulated hardware received.
 
-Each module builds its stack with `operator_stack(...)` in a module-scoped
-fixture; tests give their TaskSpecs unique names inside the module's namespace."""
+Each module declares its stack with `env = module_env(...)` (or, when it needs
+more, `operator_stack(...)` in its own module-scoped fixture); tests give their
+TaskSpecs unique names inside the module's namespace."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from nicoflow.devstack.controlplane import ControlPlane
 from nicoflow.devstack.flowstack import FlowStack, SimulatorControl, finished, phase
@@ -203,6 +206,38 @@ def operator_stack(
     finally:
         control_plane.kubectl("delete", "namespace", ns, "--wait=false", check=False)
         postgres.drop_database(db)
+
+
+def module_env(
+    *,
+    racks: int,
+    seed: int,
+    sim_args: tuple[str, ...] = ("--latency-power", "0s"),
+    rack_labels: dict[int, dict[str, str]] | None = None,
+) -> Any:
+    """A module-scoped `env` fixture: one `operator_stack` shared by the module's
+    tests. Assign it to the name `env` in the test module."""
+
+    @pytest.fixture(scope="module")
+    def env(
+        control_plane: ControlPlane,
+        postgres: Postgres,
+        tmp_path_factory: pytest.TempPathFactory,
+        request: pytest.FixtureRequest,
+    ) -> Iterator[Env]:
+        workdir = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
+        with operator_stack(
+            control_plane,
+            postgres,
+            workdir,
+            racks=racks,
+            seed=seed,
+            sim_args=sim_args,
+            rack_labels=rack_labels,
+        ) as e:
+            yield e
+
+    return env
 
 
 class _LabelledStack(FlowStack):

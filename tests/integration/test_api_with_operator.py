@@ -15,7 +15,6 @@ from nicoflow._proto.flow.v1 import flow_pb2, flow_pb2_grpc
 from nicoflow.devstack.controlplane import ControlPlane
 from nicoflow.devstack.flowstack import FlowStack
 from nicoflow.devstack.postgres import Postgres
-from nicoflow.devstack.services import Service, flow_argv
 
 NS = "api-e2e"
 DONE = {
@@ -48,24 +47,7 @@ def flow(
 
 @pytest.fixture(scope="module")
 def stub(flow: FlowStack) -> Iterator[flow_pb2_grpc.FlowStub]:
-    service = Service(
-        "api",
-        flow_argv(
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "-p",
-            "0",
-            "--namespace",
-            NS,
-            "--kubeconfig",
-            str(flow.cp.kubeconfig),
-            "--database-url",
-            flow.database_url,
-        ),
-        flow.workdir / "api.log",
-        env={"FLOW_ENV": "development"},
-    ).start(ready_json=True, timeout=60)
+    service = flow.start_api(namespace=NS)
     with grpc.insecure_channel(str(service.ready_info["grpc"])) as channel:
         yield flow_pb2_grpc.FlowStub(channel)
     service.stop()

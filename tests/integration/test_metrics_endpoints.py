@@ -23,7 +23,7 @@ from nicoflow._proto.flow.v1 import flow_pb2, flow_pb2_grpc
 from nicoflow.devstack.controlplane import ControlPlane
 from nicoflow.devstack.flowstack import FlowStack
 from nicoflow.devstack.postgres import Postgres
-from nicoflow.devstack.services import Service, flow_argv
+from nicoflow.devstack.services import Service
 
 NS = "metrics-e2e"
 DONE = {
@@ -98,26 +98,7 @@ def run(
     )
     try:
         with stack:
-            api = Service(
-                "api",
-                flow_argv(
-                    "serve",
-                    "--host",
-                    "127.0.0.1",
-                    "-p",
-                    "0",
-                    "--metrics-port",
-                    "0",
-                    "--namespace",
-                    NS,
-                    "--kubeconfig",
-                    str(control_plane.kubeconfig),
-                    "--database-url",
-                    stack.database_url,
-                ),
-                stack.workdir / "api.log",
-                env={"FLOW_ENV": "development"},
-            ).start(ready_json=True, timeout=60)
+            api = stack.start_api("--metrics-port", "0", namespace=NS)
             try:
                 with grpc.insecure_channel(str(api.ready_info["grpc"])) as channel:
                     yield Run(stack, api, flow_pb2_grpc.FlowStub(channel))

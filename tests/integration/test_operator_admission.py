@@ -18,32 +18,22 @@ from operator_fixtures import (
     RunningWatch,
     condition,
     in_phase,
-    operator_stack,
+    module_env,
     overlapping,
     run_window,
     ts,
 )
 
-from nicoflow.devstack.controlplane import ControlPlane
 from nicoflow.devstack.flowstack import phase
-from nicoflow.devstack.postgres import Postgres
 
 RACKS = 3
 
 
-@pytest.fixture(scope="module")
-def env(
-    control_plane: ControlPlane, postgres: Postgres, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Env]:
-    with operator_stack(
-        control_plane,
-        postgres,
-        tmp_path_factory.mktemp("admission"),
-        racks=RACKS,
-        seed=5,
-        sim_args=("--latency-power", "1s"),
-    ) as e:
-        yield e
+env = module_env(
+    racks=RACKS,
+    seed=5,
+    sim_args=("--latency-power", "1s"),
+)
 
 
 @pytest.fixture(scope="module")

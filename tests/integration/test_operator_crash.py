@@ -6,34 +6,23 @@ the recovery read after a restart keep it from repeating one)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import pytest
-from operator_fixtures import DOWN, UP, Env, operator_stack
+from operator_fixtures import DOWN, UP, Env, module_env
 from reliability.support import desired_state_changes, intent_recorded, stage_of, wait_any
 
-from nicoflow.devstack.controlplane import ControlPlane
 from nicoflow.devstack.flowstack import phase
-from nicoflow.devstack.postgres import Postgres
 
 RACKS = 3
 
 
-@pytest.fixture(scope="module")
-def env(
-    control_plane: ControlPlane, postgres: Postgres, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Env]:
-    with operator_stack(
-        control_plane,
-        postgres,
-        tmp_path_factory.mktemp("crash"),
-        racks=RACKS,
-        seed=9,
-        # each power change takes 2s, so the operator dies with calls in flight
-        sim_args=("--latency-power", "2s"),
-    ) as e:
-        yield e
+env = module_env(
+    racks=RACKS,
+    seed=9,
+    # each power change takes 2s, so the operator dies with calls in flight
+    sim_args=("--latency-power", "2s"),
+)
 
 
 def test_sigkill_mid_restart_three_times_loses_nothing_and_repeats_nothing(env: Env) -> None:

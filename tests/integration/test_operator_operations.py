@@ -6,32 +6,21 @@ ledger, Task status and TaskSpec status."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from operator_fixtures import DOWN, UP, Env, condition, operator_stack
+from operator_fixtures import DOWN, UP, Env, condition, module_env
 
-from nicoflow.devstack.controlplane import ControlPlane
 from nicoflow.devstack.flowstack import phase
-from nicoflow.devstack.postgres import Postgres
 
 RACKS = 5
 
 
-@pytest.fixture(scope="module")
-def env(
-    control_plane: ControlPlane, postgres: Postgres, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Env]:
-    with operator_stack(
-        control_plane,
-        postgres,
-        tmp_path_factory.mktemp("ops"),
-        racks=RACKS,
-        seed=3,
-        sim_args=("--latency-power", "0s", "--latency-firmware", "1s"),
-    ) as e:
-        yield e
+env = module_env(
+    racks=RACKS,
+    seed=3,
+    sim_args=("--latency-power", "0s", "--latency-firmware", "1s"),
+)
 
 
 @pytest.fixture(scope="module")

@@ -5,32 +5,20 @@ the Task's spec and status, and seen in the order the hardware was driven."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-from operator_fixtures import Env, condition, operator_stack
+from operator_fixtures import Env, condition, module_env
 
-from nicoflow.devstack.controlplane import ControlPlane
 from nicoflow.devstack.flowstack import phase
-from nicoflow.devstack.postgres import Postgres
 
 LABEL = "flow.nico.io/e2e-rule-group"
 
 
-@pytest.fixture(scope="module")
-def env(
-    control_plane: ControlPlane, postgres: Postgres, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Env]:
-    with operator_stack(
-        control_plane,
-        postgres,
-        tmp_path_factory.mktemp("rules"),
-        racks=2,
-        seed=13,
-        rack_labels={0: {LABEL: "blue"}},
-    ) as e:
-        yield e
+env = module_env(
+    racks=2,
+    seed=13,
+    rack_labels={0: {LABEL: "blue"}},
+)
 
 
 def _verify_on() -> dict[str, Any]:

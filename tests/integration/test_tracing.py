@@ -28,7 +28,6 @@ from nicoflow._proto.flow.v1 import flow_pb2, flow_pb2_grpc
 from nicoflow.devstack.controlplane import ControlPlane
 from nicoflow.devstack.flowstack import FlowStack, finished, phase
 from nicoflow.devstack.postgres import Postgres
-from nicoflow.devstack.services import Service, flow_argv
 
 NS = "tracing-e2e"
 CLIENT = trace_pb2.Span.SpanKind.SPAN_KIND_CLIENT
@@ -234,26 +233,12 @@ def test_api_spans_continue_the_callers_trace(
     flow: FlowStack, receiver: tuple[Receiver, str]
 ) -> None:
     sink, endpoint = receiver
-    api = Service(
-        "api",
-        flow_argv(
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "-p",
-            "0",
-            "--namespace",
-            NS,
-            "--kubeconfig",
-            str(flow.cp.kubeconfig),
-            "--database-url",
-            flow.database_url,
-            "--otlp-endpoint",
-            endpoint,
-        ),
-        flow.workdir / "api.log",
-        env={"FLOW_ENV": "development", "OTEL_BSP_SCHEDULE_DELAY": "200"},
-    ).start(ready_json=True, timeout=60)
+    api = flow.start_api(
+        "--otlp-endpoint",
+        endpoint,
+        namespace=NS,
+        env={"OTEL_BSP_SCHEDULE_DELAY": "200"},
+    )
     caller_trace = uuid.uuid4().hex
     caller_span = uuid.uuid4().hex[:16]
     try:

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nicoflow.controller import events
+from nicoflow.controller.coalesce import Coalescer
 from nicoflow.controller.metrics import timed
 from nicoflow.controller.racks import InvalidRack, forget, mirror_status
 from nicoflow.controller.resources import GROUP, RACKS
@@ -63,12 +64,9 @@ class RackController:
         self.retry_delays = retry_delays
         self._latest: dict[str, dict[str, Any]] = {}
         self._mirrored: dict[str, tuple[str, Any]] = {}
-        self._loops: dict[str, asyncio.Task[None]] = {}
-        self._again: set[str] = set()
+        self._work = Coalescer(self._step)
         self._failures: dict[str, int] = {}
-        self._timers: dict[str, asyncio.TimerHandle] = {}
         self._slots = asyncio.Semaphore(concurrency)
-        self._closing = False
 
     # -- events ----------------------------------------------------------------
 
@@ -93,44 +91,31 @@ class RackController:
         return self._mirrored.get(str(meta["name"])) != _version(body)
 
     def kick(self, name: str) -> None:
-        if self._closing:
-            return
-        loop = self._loops.get(name)
-        if loop is not None and not loop.done():
-            self._again.add(name)
-            return
-        self._loops[name] = asyncio.ensure_future(self._loop(name))
+        self._work.kick(name)
 
-    async def _loop(self, name: str) -> None:
-        while True:
-            self._again.discard(name)
-            body = self._latest.get(name)
-            if body is None or not self._needs_work(body):
-                return
-            async with self._slots:
-                try:
-                    await self._handle(body)
-                    self._failures.pop(name, None)
-                except Conflict:
-                    self._again.add(name)  # a newer body is on its way; act on that
-                    await asyncio.sleep(0.2)
-                except NotFound:
-                    return  # gone meanwhile
-                except Exception as exc:  # database or apiserver trouble: try again later
-                    self._retry_later(name, exc)
-                    return
-            if name not in self._again:
-                return
+    async def _step(self, name: str) -> bool:
+        body = self._latest.get(name)
+        if body is None or not self._needs_work(body):
+            return False
+        async with self._slots:
+            try:
+                await self._handle(body)
+                self._failures.pop(name, None)
+            except Conflict:
+                await asyncio.sleep(0.2)
+                return True  # a newer body is on its way; act on that
+            except NotFound:
+                pass  # gone meanwhile
+            except Exception as exc:  # database or apiserver trouble: try again later
+                self._retry_later(name, exc)
+        return False
 
     def _retry_later(self, name: str, exc: BaseException) -> None:
         n = self._failures.get(name, 0)
         self._failures[name] = n + 1
         delay = self.retry_delays[min(n, len(self.retry_delays) - 1)]
         log.warning("rack %s: %s; retrying in %.0fs", name, exc, delay)
-        old = self._timers.pop(name, None)
-        if old is not None:
-            old.cancel()
-        self._timers[name] = asyncio.get_running_loop().call_later(delay, self.kick, name)
+        self._work.kick_later(name, delay)
 
     # -- work ------------------------------------------------------------------
 
@@ -192,12 +177,6 @@ class RackController:
             self._latest[name] = body
 
     async def close(self) -> None:
-        self._closing = True
-        for timer in self._timers.values():
-            timer.cancel()
-        loops = [t for t in self._loops.values() if not t.done()]
-        for t in loops:
-            t.cancel()
-        for t in loops:
+        for t in self._work.stop():
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t

@@ -23,6 +23,7 @@ from nicoflow.api.taskstatus import AppliedRule, TaskStatus
 from nicoflow.controller import events, metrics
 from nicoflow.controller.actuator import Actuator
 from nicoflow.controller.bodies import compact
+from nicoflow.controller.coalesce import Coalescer
 from nicoflow.controller.plans import footprint, plan_from_task, status_of, status_patch, task_spec
 from nicoflow.controller.resources import TASKS, TASKSPECS
 from nicoflow.controller.stage_spans import SPANS
@@ -106,9 +107,7 @@ class TaskManager:
         self.entries: dict[Key, Entry] = {}
         self.taskspecs: dict[Key, dict[str, Any]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        self._kicks: dict[str, asyncio.Task[None]] = {}
-        self._again: set[str] = set()
-        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._admission = Coalescer(self._admit_once)
         self._synced = asyncio.Event()
         self._closing = False
 
@@ -186,26 +185,17 @@ class TaskManager:
 
     def kick(self, rack: str) -> None:
         """Re-run admission for a rack soon; kicks arriving meanwhile coalesce."""
-        if self._closing:
-            return
-        running = self._kicks.get(rack)
-        if running is not None and not running.done():
-            self._again.add(rack)
-            return
-        self._kicks[rack] = asyncio.ensure_future(self._admit_loop(rack))
+        self._admission.kick(rack)
 
-    async def _admit_loop(self, rack: str) -> None:
+    async def _admit_once(self, rack: str) -> bool:
         await self._synced.wait()
-        while True:
-            self._again.discard(rack)
-            try:
-                await self._admit(rack)
-            except Exception:
-                log.exception("admission on rack %s failed; retrying", rack)
-                await asyncio.sleep(2)
-                self._again.add(rack)
-            if rack not in self._again:
-                return
+        try:
+            await self._admit(rack)
+        except Exception:
+            log.exception("admission on rack %s failed; retrying", rack)
+            await asyncio.sleep(2)
+            return True
+        return False
 
     async def _admit(self, rack: str) -> None:
         lock = self._locks.setdefault(rack, asyncio.Lock())
@@ -278,11 +268,7 @@ class TaskManager:
                 self._kick_at(rack, min(w.expires_at for w in still_waiting))
 
     def _kick_at(self, rack: str, when: datetime) -> None:
-        timer = self._timers.pop(rack, None)
-        if timer is not None:
-            timer.cancel()
-        delay = max(0.0, (when - self.clock()).total_seconds()) + 0.05
-        self._timers[rack] = asyncio.get_running_loop().call_later(delay, self.kick, rack)
+        self._admission.kick_later(rack, max(0.0, (when - self.clock()).total_seconds()) + 0.05)
 
     def _waiting(self, entry: Entry) -> Waiting:
         st = status_of(entry.body)
@@ -511,10 +497,8 @@ class TaskManager:
 
     async def close(self) -> None:
         self._closing = True
-        for timer in self._timers.values():
-            timer.cancel()
         tasks = [e.runner for e in self.entries.values() if e.runner]
-        tasks += [t for t in self._kicks.values() if not t.done()]
+        tasks += self._admission.stop()
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -185,6 +185,32 @@ class FlowStack:
         ).start()
         return self.operator
 
+    def start_api(
+        self,
+        *args: str,
+        namespace: str | None = None,
+        env: dict[str, str] | None = None,
+        log: str = "api.log",
+    ) -> Service:
+        """`flow serve` on a free loopback port against this stack's apiserver and
+        database, started and ready; `ready_info` names its gRPC (and metrics)
+        addresses. The caller stops it."""
+        ns = namespace or (self.namespaces[0] if self.namespaces else "default")
+        argv = flow_argv(
+            "serve",
+            *("--host", "127.0.0.1", "--listen-port", "0", "--namespace", ns),
+            *("--kubeconfig", str(self.cp.kubeconfig), "--database-url", self.database_url),
+            *args,
+        )
+        service = Service(
+            "api", argv, self.workdir / log, env={"FLOW_ENV": "development", **(env or {})}
+        )
+        try:
+            return service.start(ready_json=True, timeout=60)
+        except BaseException:
+            service.stop()  # started but never ready: it must not outlive the caller
+            raise
+
     def restart_operator(self) -> Service:
         if self.operator is not None:
             self.operator.stop()

@@ -8,15 +8,13 @@ is away and the operator has calls in flight whose results it cannot write."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
-from operator_fixtures import Env, operator_stack
+from operator_fixtures import Env, module_env
 from reliability.support import PowerRecord, intent_recorded, restart_succeeded, wait_any
 
 from nicoflow.devstack.controlplane import ControlPlane
 from nicoflow.devstack.flowstack import phase
-from nicoflow.devstack.postgres import Postgres
 
 pytestmark = pytest.mark.reliability
 
@@ -24,19 +22,11 @@ RACKS = 10
 DOWN_S = 5.0
 
 
-@pytest.fixture(scope="module")
-def env(
-    control_plane: ControlPlane, postgres: Postgres, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Env]:
-    with operator_stack(
-        control_plane,
-        postgres,
-        tmp_path_factory.mktemp("apiserver"),
-        racks=RACKS,
-        seed=41,
-        sim_args=("--latency-power", "1500ms"),
-    ) as e:
-        yield e
+env = module_env(
+    racks=RACKS,
+    seed=41,
+    sim_args=("--latency-power", "1500ms"),
+)
 
 
 @pytest.mark.timeout(420)

@@ -11,17 +11,14 @@ that fails. A restart makes over a hundred such calls per rack."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from operator_fixtures import Env, operator_stack
+from operator_fixtures import Env, module_env
 from reliability.support import PowerRecord, restart_succeeded
 
-from nicoflow.devstack.controlplane import ControlPlane
 from nicoflow.devstack.flowstack import phase
-from nicoflow.devstack.postgres import Postgres
 
 pytestmark = pytest.mark.reliability
 
@@ -31,19 +28,11 @@ FLAKY = {"method": "*", "rate": 0.2, "code": "UNAVAILABLE", "message": "Core is 
 READS = frozenset({"GetPowerOptions", "GetComponentInventory", "FindMachinesByIds"})
 
 
-@pytest.fixture(scope="module")
-def env(
-    control_plane: ControlPlane, postgres: Postgres, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Env]:
-    with operator_stack(
-        control_plane,
-        postgres,
-        tmp_path_factory.mktemp("flaky"),
-        racks=RACKS,
-        seed=31,
-        sim_args=("--latency-power", "0s"),
-    ) as e:
-        yield e
+env = module_env(
+    racks=RACKS,
+    seed=31,
+    sim_args=("--latency-power", "0s"),
+)
 
 
 def flaky(env: Env, seed: int, **more: Any) -> None:

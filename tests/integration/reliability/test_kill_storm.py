@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator
 
 import pytest
-from operator_fixtures import Env, operator_stack
+from operator_fixtures import Env, module_env
 from reliability.support import (
     PowerRecord,
     newest_seq,
@@ -23,9 +22,7 @@ from reliability.support import (
     wait_new_core_calls,
 )
 
-from nicoflow.devstack.controlplane import ControlPlane
 from nicoflow.devstack.flowstack import phase
-from nicoflow.devstack.postgres import Postgres
 
 pytestmark = pytest.mark.reliability
 
@@ -35,19 +32,11 @@ SEED = 8  # the moments of the kills
 MAX_DELAY_S = 2.5
 
 
-@pytest.fixture(scope="module")
-def env(
-    control_plane: ControlPlane, postgres: Postgres, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Env]:
-    with operator_stack(
-        control_plane,
-        postgres,
-        tmp_path_factory.mktemp("storm"),
-        racks=RACKS,
-        seed=21,
-        sim_args=("--latency-power", "0s"),
-    ) as e:
-        yield e
+env = module_env(
+    racks=RACKS,
+    seed=21,
+    sim_args=("--latency-power", "0s"),
+)
 
 
 def _progress(env: Env, taskspec: str) -> str:
