@@ -43,6 +43,17 @@ def _version(body: dict[str, Any]) -> tuple[str, Any]:
     return str(meta.get("uid", "")), meta.get("generation")
 
 
+# what deciding "is there work" needs; a Rack with nothing to do is cached as
+# this alone (a 35-component Rack's body is ~150 KB in memory, half of it
+# managedFields), and the next change arrives with a full body anyway
+_KEPT_METADATA = ("name", "uid", "generation", "resourceVersion", "finalizers", "deletionTimestamp")
+
+
+def _slim(body: dict[str, Any]) -> dict[str, Any]:
+    meta = body["metadata"]
+    return {"metadata": {k: meta[k] for k in _KEPT_METADATA if k in meta}}
+
+
 def _newer(a: dict[str, Any], b: dict[str, Any]) -> bool:
     try:
         return int(a["metadata"]["resourceVersion"]) >= int(b["metadata"]["resourceVersion"])
@@ -78,7 +89,7 @@ class RackController:
             return
         known = self._latest.get(name)
         if known is None or _newer(body, known):
-            self._latest[name] = body
+            self._latest[name] = body if self._needs_work(body) else _slim(body)
         if self._needs_work(self._latest[name]):
             self.kick(name)
 
@@ -101,6 +112,9 @@ class RackController:
             try:
                 await self._handle(body)
                 self._failures.pop(name, None)
+                latest = self._latest.get(name)
+                if latest is not None and not self._needs_work(latest):
+                    self._latest[name] = _slim(latest)
             except Conflict:
                 await asyncio.sleep(0.2)
                 return True  # a newer body is on its way; act on that

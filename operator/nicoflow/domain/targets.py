@@ -31,7 +31,8 @@ class WireModel(Protocol):
     def to_k8s(self) -> dict[str, Any]: ...
 
 
-@dataclass(frozen=True)
+# slots: target resolution holds every targeted rack's components at once
+@dataclass(frozen=True, slots=True)
 class InventoryComponent:
     """One component of a rack as the inventory knows it."""
 
@@ -47,7 +48,7 @@ class InventoryComponent:
     bmc_mac: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class InventoryRack:
     """One rack with its components.
 
