@@ -3,10 +3,12 @@ shared between Tasks, and the watched body itself never modified."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
-from typing import Any
+from typing import Any, cast
 
-from nicoflow.controller.bodies import compact
+from nicoflow.controller.bodies import compact, settled
+from nicoflow.controller.tasks import TaskManager
 
 RULE = {"stages": [{"stage": 1, "steps": [{"componentType": "compute", "timeout": "20m"}]}]}
 
@@ -64,3 +66,67 @@ def test_a_racks_component_list_is_shared_between_its_tasks() -> None:
     b["spec"]["components"] = copy.deepcopy(comps)
     assert compact(a)["spec"]["components"] is compact(b)["spec"]["components"]
     assert compact(a)["spec"]["components"] == comps
+
+
+def finished(name: str, rv: int, phase: str = "Succeeded") -> dict[str, Any]:
+    body = task(name, copy.deepcopy(RULE))
+    body["metadata"].update(namespace="ns", resourceVersion=str(rv))
+    body["spec"]["taskSpecName"] = "ts"
+    body["status"] = {
+        "phase": phase,
+        "completionTime": "2026-11-29T00:00:00Z",
+        "message": "all stages succeeded",
+        "commanded": ["compute-01"],
+        "stages": [{"number": 1, "steps": [{"components": [{"id": "c1"}] * 35}]}],
+    }
+    return body
+
+
+def test_settled_drops_stage_results_only() -> None:
+    body = finished("t1", 1)
+    out = settled(body)
+    assert out["status"] == {
+        "phase": "Succeeded",
+        "completionTime": "2026-11-29T00:00:00Z",
+        "message": "all stages succeeded",
+    }
+    assert out["spec"] is body["spec"]
+    assert out["metadata"] is body["metadata"]
+    assert "stages" in body["status"]  # the watched body is untouched
+
+
+def manager() -> TaskManager:
+    return TaskManager(cast(Any, None), cast(Any, None), archive=None)
+
+
+def test_a_task_seen_finished_is_kept_settled_and_one_seen_running_is_not() -> None:
+    tm = manager()
+    tm.observe("ADDED", finished("done", 5))
+    running = finished("busy", 6, phase="Running")
+    tm._store(running)
+    assert "stages" not in tm.entries[("ns", "done")].body["status"]
+    assert "stages" in tm.entries[("ns", "busy")].body["status"]
+    assert not tm.entries[("ns", "busy")].settled
+
+
+def test_archiving_settles_the_entry_and_later_events_stay_settled() -> None:
+    archived: list[dict[str, Any]] = []
+
+    async def archive(body: dict[str, Any]) -> None:
+        archived.append(body)
+
+    async def scenario() -> TaskManager:
+        tm = TaskManager(cast(Any, None), cast(Any, None), archive=archive)
+        entry = tm._store(finished("t1", 7, phase="Running"))
+        assert entry is not None
+        entry.body = compact(finished("t1", 8))  # the runner wrote the final status
+        await tm._archive(entry)
+        tm._store(finished("t1", 9))  # the watch event of a later write
+        return tm
+
+    tm = asyncio.run(scenario())
+    assert "stages" in archived[0]["status"]  # the archive got the whole run
+    entry = tm.entries[("ns", "t1")]
+    assert entry.settled
+    assert entry.body["metadata"]["resourceVersion"] == "9"
+    assert "stages" not in entry.body["status"]

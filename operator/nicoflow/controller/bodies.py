@@ -69,3 +69,18 @@ def compact(body: dict[str, Any]) -> dict[str, Any]:
 def _has_last_applied(meta: dict[str, Any]) -> bool:
     annotations = meta.get("annotations")
     return isinstance(annotations, dict) and _LAST_APPLIED in annotations
+
+
+# What a finished Task's status no longer needs in memory once it is archived:
+# the per-stage, per-component results (most of a Task's size). Admission, the
+# TaskSpec summary and TTL read the phase, the times and the message.
+_SETTLED_DROPS = ("stages", "commanded")
+
+
+def settled(body: dict[str, Any]) -> dict[str, Any]:
+    """A finished, archived Task as the operator keeps it: without its stage
+    results (the apiserver and the archive still have them)."""
+    status = body.get("status")
+    if not isinstance(status, dict) or not any(k in status for k in _SETTLED_DROPS):
+        return body
+    return {**body, "status": {k: v for k, v in status.items() if k not in _SETTLED_DROPS}}

@@ -22,7 +22,7 @@ import httpx
 from nicoflow.api.taskstatus import AppliedRule, TaskStatus
 from nicoflow.controller import events, metrics
 from nicoflow.controller.actuator import Actuator
-from nicoflow.controller.bodies import compact
+from nicoflow.controller.bodies import compact, settled
 from nicoflow.controller.coalesce import Coalescer
 from nicoflow.controller.plans import footprint, plan_from_task, status_of, status_patch, task_spec
 from nicoflow.controller.resources import TASKS, TASKSPECS
@@ -55,6 +55,8 @@ class Entry:
     runner: asyncio.Task[None] | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     blocked_since: datetime | None = None
+    # finished and archived: its body is kept without stage results
+    settled: bool = False
 
     @property
     def phase(self) -> TaskPhase:
@@ -171,10 +173,13 @@ class TaskManager:
         entry = self.entries.get(key)
         if entry is None:
             entry = Entry(key, compact(body))
+            # finished before this process saw it: archived by whoever finished it
+            entry.settled = entry.phase.finished
             self.entries[key] = entry
-            return entry
-        if _newer(body, entry.body):
+        elif _newer(body, entry.body):
             entry.body = compact(body)
+        if entry.settled:
+            entry.body = settled(entry.body)
         return entry
 
     def _taskspec_cancelled(self, entry: Entry) -> bool:
@@ -488,12 +493,14 @@ class TaskManager:
 
     async def _archive(self, entry: Entry) -> None:
         self.on_change(entry.taskspec)
-        if self.archive is None:
-            return
         try:
-            await self.archive(entry.body)
+            if self.archive is not None:
+                await self.archive(entry.body)
         except Exception as exc:
             log.warning("task %s/%s: archiving failed: %s", *entry.key, exc)
+        finally:
+            entry.settled = True
+            entry.body = settled(entry.body)
 
     async def close(self) -> None:
         self._closing = True

@@ -278,6 +278,8 @@ class TaskSpecController:
         if prev.get("racks") is None:
             return  # not resolved yet; reconcile writes the first status
         entries = sorted(self.tasks.tasks_of(key), key=lambda e: e.key)
+        if not prev["racks"] and not entries:
+            return  # resolved to nothing: reconcile wrote the final (Failed) status
         counts = dict.fromkeys(TaskPhase, 0)
         for e in entries:
             counts[e.phase] += 1
