@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from nicoflow.api.task_spec import TaskSpecPhase, TaskSpecSpec
-from nicoflow.controller import events
+from nicoflow.controller import events, heap
 from nicoflow.controller.conditions import condition
 from nicoflow.controller.resources import (
     LABEL_OPERATION,
@@ -33,6 +33,9 @@ from nicoflow.domain.targets import (
 )
 from nicoflow.domain.types import OperationCode, TaskPhase
 from nicoflow.kube.client import ApiError, Conflict, KubeClient, NotFound
+
+# a resolution this large leaves enough freed memory behind to hand it back
+RELEASE_AFTER_TASKS = 100
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +179,8 @@ class TaskSpecController:
         await self.kube.patch_status(TASKSPECS, meta["name"], status, key[0])
         self._written[key] = status
         self.mark(key)
+        if len(created) >= RELEASE_AFTER_TASKS:
+            heap.release()
 
     def _task_body(
         self,
