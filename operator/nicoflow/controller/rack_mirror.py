@@ -88,10 +88,15 @@ class RackController:
             self._mirrored.pop(name, None)
             return
         known = self._latest.get(name)
-        if known is None or _newer(body, known):
-            self._latest[name] = body if self._needs_work(body) else _slim(body)
-        if self._needs_work(self._latest[name]):
+        if self._keep(body if known is None or _newer(body, known) else known):
             self.kick(name)
+
+    def _keep(self, body: dict[str, Any]) -> bool:
+        """Cache the Rack's newest body, whole only while there is work for it;
+        True when there is."""
+        work = self._needs_work(body)
+        self._latest[str(body["metadata"]["name"])] = body if work else _slim(body)
+        return work
 
     def _needs_work(self, body: dict[str, Any]) -> bool:
         meta = body["metadata"]
@@ -113,8 +118,8 @@ class RackController:
                 await self._handle(body)
                 self._failures.pop(name, None)
                 latest = self._latest.get(name)
-                if latest is not None and not self._needs_work(latest):
-                    self._latest[name] = _slim(latest)
+                if latest is not None:
+                    self._keep(latest)
             except Conflict:
                 await asyncio.sleep(0.2)
                 return True  # a newer body is on its way; act on that

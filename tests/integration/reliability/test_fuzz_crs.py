@@ -60,8 +60,8 @@ def served_schema(api: httpx.Client, info: Info) -> dict[str, Any]:
     crd.raise_for_status()
     version = next(v for v in crd.json()["spec"]["versions"] if v["served"])
     spec: dict[str, Any] = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
-    # Key order follows whoever applied the CRD last (kubectl keeps ours, helm
-    # sorts); the drawn examples depend on it, so fix it for a repeatable run.
+    # the drawn examples follow the schema's key order: fix it, so a run is
+    # repeatable whatever order the apiserver returns
     canonical: dict[str, Any] = json.loads(json.dumps(spec, sort_keys=True))
     return canonical
 
