@@ -115,6 +115,11 @@ _FORMAT = click.Choice([f.value for f in ExportFormat])
 @_duration_option("--latency-firmware", "30s")
 @_duration_option("--latency-ingestion", "5s")
 @_duration_option("--latency-dpu-reprovision", "10s")
+@_duration_option(
+    "--command-lag",
+    "0s",
+    "How long an accepted power command leaves the power state unchanged before it shows.",
+)
 @click.option("--faults", "faults_file", type=_EXISTING, help="Fault plan (YAML or JSON).")
 @click.option(
     "--error",
@@ -164,6 +169,7 @@ def simulator(
     latency_firmware: float,
     latency_ingestion: float,
     latency_dpu_reprovision: float,
+    command_lag: float,
     faults_file: Path | None,
     errors: tuple[str, ...],
     latencies: tuple[str, ...],
@@ -199,6 +205,7 @@ def simulator(
         firmware_latency=latency_firmware,
         ingestion_latency=latency_ingestion,
         dpu_reprovision_latency=latency_dpu_reprovision,
+        command_lag=command_lag,
         state_controller=frozenset(ComponentType(t) for t in state_controller),
         strict_bmc_endpoints=strict_bmc_endpoints,
     )

@@ -43,6 +43,18 @@ class SimulatorControl:
         dups: list[dict[str, Any]] = data["duplicates"] if isinstance(data, dict) else data
         return dups
 
+    def delivered(self, since: int = 0) -> dict[str, list[dict[str, Any]]]:
+        """Per component, every command that reached it (the physical view)."""
+        data = self._json("GET", "/v1/ledger/delivered", params={"since": str(since)})
+        found: dict[str, list[dict[str, Any]]] = data["delivered"]
+        return found
+
+    def repeats(self, since: int = 0) -> dict[str, list[str]]:
+        """Components that received a counted command more than once."""
+        data = self._json("GET", "/v1/ledger/repeats", params={"since": str(since)})
+        found: dict[str, list[str]] = data["repeats"]
+        return found
+
     def counts(self, by: str = "method") -> dict[str, int]:
         data = self._json("GET", "/v1/ledger/counts", params={"by": by})
         counts: dict[str, int] = data.get("counts", data) if isinstance(data, dict) else data

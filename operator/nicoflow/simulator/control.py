@@ -23,6 +23,8 @@ Routes (JSON bodies and replies):
   GET    /v1/ledger?method=&component_id=&request_id=&action=&code=&applied=&since=
   GET    /v1/ledger/counts?by=method&applied=
   GET    /v1/ledger/duplicates?applied_only=true
+  GET    /v1/ledger/delivered?since=&component_id=   commands per component, whatever the request id
+  GET    /v1/ledger/repeats?since=                 components that got a counted command twice
   DELETE /v1/ledger
 """
 
@@ -120,6 +122,8 @@ class ControlApi:
         r("GET", "/v1/ledger", self.ledger)
         r("GET", "/v1/ledger/counts", self.ledger_counts)
         r("GET", "/v1/ledger/duplicates", self.duplicates)
+        r("GET", "/v1/ledger/delivered", self.delivered)
+        r("GET", "/v1/ledger/repeats", self.repeats)
         r("DELETE", "/v1/ledger", self.clear_ledger)
 
     def _route(self, method: str, template: str, handler: Handler) -> None:
@@ -283,6 +287,15 @@ class ControlApi:
         applied_only = _flag(req.query.get("applied_only"))
         dups = self.sim.ledger.duplicates(applied_only=applied_only is not False)
         return {"duplicates": [d.to_dict() for d in dups]}
+
+    def delivered(self, req: Request) -> Any:
+        found = self.sim.ledger.delivered(
+            component_id=req.query.get("component_id"), since=int(req.query.get("since", "0"))
+        )
+        return {"delivered": {cid: [d.to_dict() for d in ds] for cid, ds in found.items()}}
+
+    def repeats(self, req: Request) -> Any:
+        return {"repeats": self.sim.ledger.repeats(since=int(req.query.get("since", "0")))}
 
     def clear_ledger(self, req: Request) -> Any:
         self.sim.ledger.clear()

@@ -1,12 +1,94 @@
 """The ledger: one entry per component touched by every state-changing call,
-so tests and benchmarks can count hardware operations and find duplicates."""
+so tests and benchmarks can count hardware operations and find duplicates.
+
+Two views of it: entries per call (what each RPC did, by request id), and the
+commands *delivered* to each component whatever request id they came under —
+the physical view, where a resend under a fresh key is as visible as a repeat
+under the same key."""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
+
+
+class CommandClass(StrEnum):
+    """How a delivered command counts in the physical view."""
+
+    # Reaches the hardware: every delivery Core did not refuse counts, a no-op
+    # included (a second power button press is a second press).
+    PHYSICAL = "physical"
+    # A state Core keeps (desired power, firmware window): counts when Core
+    # accepted it; Core refusing a repeat ("already set") changed nothing.
+    SETTING = "setting"
+    # Keyed records (health-report overrides, expected inventory) that callers
+    # may write again by design; never counted, only kept.
+    BOOKKEEPING = "bookkeeping"
+
+
+_PHYSICAL = frozenset(
+    {
+        "on",
+        "graceful_shutdown",
+        "force_off",
+        "graceful_restart",
+        "force_restart",
+        "ac_powercycle",
+        "update_firmware",
+        "allow_ingestion",
+        "instance_power_reset",
+        "dpu_reprovision_set",
+        "dpu_reprovision_restart",
+    }
+)
+_SETTINGS_PREFIXES = ("desired_", "set_firmware_window", "autoupdate_")
+
+
+def command_class(action: str) -> CommandClass:
+    if action in _PHYSICAL:
+        return CommandClass.PHYSICAL
+    if action.startswith(_SETTINGS_PREFIXES):
+        return CommandClass.SETTING
+    return CommandClass.BOOKKEEPING
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One command as it reached one component."""
+
+    seq: int
+    call: int
+    time: float
+    component_id: str
+    command: str
+    method: str
+    request_id: str | None
+    # What the caller was told: "OK", or the gRPC code it got instead (the
+    # reply lost after the command applied, or Core refusing the call).
+    reply: str
+    # Core took the command for this component (False: it refused it).
+    accepted: bool
+    counted: bool
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "call": self.call,
+            "time": self.time,
+            "component_id": self.component_id,
+            "command": self.command,
+            "method": self.method,
+            "request_id": self.request_id,
+            "reply": self.reply,
+            "accepted": self.accepted,
+            "counted": self.counted,
+            "class": command_class(self.command).value,
+            "details": dict(self.details),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +251,59 @@ class Ledger:
             if applied is None or e.applied == applied:
                 c[str(getattr(e, by))] += 1
         return dict(c)
+
+    def delivered(
+        self, *, component_id: str | None = None, since: int = 0
+    ) -> dict[str, list[Delivery]]:
+        """Per component, every command that reached it, in order. A call
+        refused before it reached any component (an injected fault "before",
+        a malformed request) delivered nothing."""
+        out: dict[str, list[Delivery]] = {}
+        for e in self._entries:
+            if e.seq <= since or not e.action or not e.component_id:
+                continue
+            if component_id is not None and e.component_id != component_id:
+                continue
+            accepted = e.result == "SUCCESS"
+            cls = command_class(e.action)
+            counted = accepted and cls is not CommandClass.BOOKKEEPING
+            out.setdefault(e.component_id, []).append(
+                Delivery(
+                    seq=e.seq,
+                    call=e.call,
+                    time=e.time,
+                    component_id=e.component_id,
+                    command=e.action,
+                    method=e.method,
+                    request_id=e.request_id,
+                    reply=e.code,
+                    accepted=accepted,
+                    counted=counted,
+                    details=e.details,
+                )
+            )
+        return out
+
+    def commands(self, *, since: int = 0) -> dict[str, list[str]]:
+        """Per component, the counted commands it received, in order (the
+        sequence a test compares with what the rule plans)."""
+        return {
+            cid: [d.command for d in ds if d.counted]
+            for cid, ds in self.delivered(since=since).items()
+            if any(d.counted for d in ds)
+        }
+
+    def repeats(self, *, since: int = 0) -> dict[str, list[str]]:
+        """Components that received a counted command more than once since
+        `since`: component -> the repeated commands. In a window where each
+        component is meant to get each command once, this must be empty."""
+        out: dict[str, list[str]] = {}
+        for cid, commands in self.commands(since=since).items():
+            seen = Counter(commands)
+            again = sorted(c for c, n in seen.items() if n > 1)
+            if again:
+                out[cid] = again
+        return out
 
     def duplicates(self, *, applied_only: bool = True) -> list[Duplicate]:
         """(request id, component, method) seen in more than one call. Calls

@@ -39,10 +39,13 @@ class PowerAction(StrEnum):
 @dataclass(frozen=True)
 class PowerTimings:
     """`latency`: a graceful transition (shutdown, or boot to on).
-    `force_latency`: how long a forced off takes (0 = immediate)."""
+    `force_latency`: how long a forced off takes (0 = immediate).
+    `lag`: how long an accepted command leaves the power state unchanged
+    before its transition shows (a BMC acting on a button press)."""
 
     latency: float = 2.0
     force_latency: float = 0.0
+    lag: float = 0.0
 
 
 @dataclass(slots=True)
@@ -75,7 +78,10 @@ class PowerMachine:
     def command(self, action: PowerAction, now: float, timings: PowerTimings) -> None:
         self.settle(now)
         lat, force = timings.latency, timings.force_latency
-        cur = self.state
+        visible = self.state
+        # A command waiting out its lag is acted on before this one: judge this
+        # one against where that leaves the system, not against what shows now.
+        cur = self.steps[-1][1] if self.steps and timings.lag > 0 else visible
         steps: list[tuple[float, Power]] = []
         if action == PowerAction.ON:
             if cur in (Power.ON, Power.POWERING_ON):
@@ -104,6 +110,12 @@ class PowerMachine:
             steps = [(off_at, Power.POWERING_ON), (off_at + lat, Power.ON)]
             if force <= 0:
                 cur, steps = Power.POWERING_ON, steps[1:]
+        if timings.lag > 0:
+            # nothing shows until the lag has passed, then the plan runs as if
+            # the command had arrived then
+            lag = timings.lag
+            steps = [(now + lag, cur)] + [(at + lag, state) for at, state in steps]
+            cur = visible
         self.state = cur
         self.steps = steps
         self.settle(now)

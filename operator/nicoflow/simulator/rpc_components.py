@@ -156,12 +156,19 @@ class ComponentRpcs(RpcBase):
         results = []
         for cid in ids:
             node = self.world.find(cid, kind)
+            extra: dict[str, bool] = {}
             if node is None:
                 outcome = not_found(kind, cid)
                 targets: dict[str, str] = {}
             else:
                 targets = self.world.firmware_targets(node, parts, request.target_version)
+                running = node.job
                 outcome = self.world.start_firmware(node, targets, request.target_version)
+                job = node.job
+                if outcome.ok and job is not None:
+                    # whether this delivery started a job, and whether that job
+                    # will fail (a repeat is legitimate only after a failure)
+                    extra = {"new_job": job is not running, "job_fails": job.failure is not None}
             key = cid
             if node is not None and kind == NodeKind.HOST and settings.firmware_results_by_bmc_ip:
                 key = node.bmc.ip
@@ -173,6 +180,7 @@ class ComponentRpcs(RpcBase):
                 applied=outcome.ok,
                 targets=targets,
                 target_version=request.target_version,
+                **extra,
             )
         return forge_pb2.UpdateComponentFirmwareResponse(results=results)
 

@@ -14,6 +14,10 @@ class SimSettings:
     power_latency: float = 2.0
     # Forced off / the "off" half of a forced restart (0 = immediate).
     force_power_latency: float = 0.0
+    # An accepted power command leaves the power state unchanged this long
+    # before its transition shows (real BMCs take a moment to act), so a read
+    # right after a command cannot tell it from one that never arrived.
+    command_lag: float = 0.0
     # Power shelves; None = same as power_latency.
     shelf_power_latency: float | None = None
     # Whole life of a firmware job, queued to completed.
@@ -44,6 +48,7 @@ class SimSettings:
         for name in (
             "power_latency",
             "force_power_latency",
+            "command_lag",
             "firmware_latency",
             "ingestion_latency",
             "discovery_latency",

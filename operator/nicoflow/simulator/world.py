@@ -216,6 +216,8 @@ class World:
         }
         self.reprovisioning: dict[str, Node] = {}
         self.instances: dict[str, Node] = {}
+        # every firmware job started, per component: (start, whether it fails)
+        self.jobs_started: dict[str, list[tuple[float, bool]]] = {}
         now = self.clock.now()
         for rack in site.racks:
             self._add_rack(rack, now)
@@ -228,7 +230,7 @@ class World:
         latency = s.power_latency
         if kind == NodeKind.SHELF and s.shelf_power_latency is not None:
             latency = s.shelf_power_latency
-        return PowerTimings(latency=latency, force_latency=s.force_power_latency)
+        return PowerTimings(latency=latency, force_latency=s.force_power_latency, lag=s.command_lag)
 
     def _add_rack(self, rack: Rack, now: float) -> None:
         state = RackState(rack=rack, feed=RackFeed(shelves=[], loads=[]))
@@ -532,6 +534,7 @@ class World:
         failure = None
         if self.faults.firmware_fails(*keys):
             failure = f"injected failure: firmware update of {node.id} failed during flashing"
+        self.jobs_started.setdefault(node.id, []).append((start, failure is not None))
         return FirmwareJob(
             component_id=node.id,
             targets=dict(targets),
