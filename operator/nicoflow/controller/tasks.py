@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -26,12 +27,13 @@ from nicoflow.controller.bodies import compact, settled
 from nicoflow.controller.coalesce import Coalescer
 from nicoflow.controller.plans import footprint, plan_from_task, status_of, status_patch, task_spec
 from nicoflow.controller.resources import TASKS, TASKSPECS
+from nicoflow.controller.runner import drive
 from nicoflow.controller.stage_spans import SPANS
 from nicoflow.core.readiness import ComponentStatus, check_readiness, gated_operation
 from nicoflow.domain.conflicts import Queue, Reject, Start, Waiting, admit, promotable
 from nicoflow.domain.types import TaskPhase
-from nicoflow.engine.plan import Outcome
-from nicoflow.engine.task import Decision, advance, set_condition
+from nicoflow.engine.plan import Call, Options, Outcome, Plan
+from nicoflow.engine.task import Decision, set_condition
 from nicoflow.kube.client import ApiError, KubeClient, NotFound
 
 log = logging.getLogger(__name__)
@@ -76,13 +78,22 @@ class Entry:
 
     @property
     def running(self) -> bool:
-        return self.runner is not None or self.phase is TaskPhase.RUNNING
+        # a runner may outlive the final phase, removing what the Task left in Core
+        return self.phase is TaskPhase.RUNNING or (
+            self.runner is not None and not self.phase.finished
+        )
+
+    @property
+    def releasing(self) -> bool:
+        """Finished, but something it left in Core still has to be removed."""
+        return self.phase.finished and bool((self.body.get("status") or {}).get("releases"))
 
 
 @dataclass
 class Settings:
     stage_events: bool = False  # Normal events per stage cost one apiserver write each
     readiness_timeout: timedelta = READINESS_TIMEOUT
+    confirm_window: float = 30.0  # seconds; see engine.plan.Plan.confirm_window
 
 
 class TaskManager:
@@ -206,11 +217,12 @@ class TaskManager:
         lock = self._locks.setdefault(rack, asyncio.Lock())
         async with lock:
             now = self.clock()
-            mine = [e for e in self.entries.values() if e.rack == rack and not e.phase.finished]
-            mine.sort(key=lambda e: (e.created, e.key))
-            for entry in mine:
-                if entry.runner is None and entry.phase is TaskPhase.RUNNING:
+            everything = [e for e in self.entries.values() if e.rack == rack]
+            for entry in everything:
+                if entry.runner is None and (entry.phase is TaskPhase.RUNNING or entry.releasing):
                     self._start(entry)  # resume after an operator restart
+            mine = [e for e in everything if not e.phase.finished]
+            mine.sort(key=lambda e: (e.created, e.key))
             for entry in [e for e in mine if not e.running]:
                 if _cancel_requested(entry.body) or self._taskspec_cancelled(entry):
                     await self._finish_unstarted(
@@ -422,49 +434,8 @@ class TaskManager:
             status.applied_rule = AppliedRule(
                 name=rule.name, source=rule.source.value, reason=(rule.reason or "")[:512]
             )
-        outcomes: list[Outcome] = []
-        fresh = True
-        planned: tuple[object, bool] | None = None
-        while True:
-            cancel = _cancel_requested(entry.body) or self._taskspec_cancelled(entry)
-            # parsing the spec is the costly part of a loop turn; it changes only
-            # with the generation (a cancel request) or the TaskSpec's cancel
-            if planned != (entry.body["metadata"].get("generation"), cancel):
-                plan = plan_from_task(entry.body, cancel=cancel)
-                planned = (entry.body["metadata"].get("generation"), cancel)
-            now = self.clock()
-            d = advance(
-                plan,
-                status,
-                outcomes,
-                now,
-                fresh=fresh,
-                generation=entry.body["metadata"].get("generation"),
-            )
-            fresh = False
-            if d.persist and not await self._persist(entry, d):
-                return
-            await self._post_events(entry, d)
-            _observe_progress(plan.operation.value, status, d)
-            SPANS.observe(entry.key, entry.body, plan.operation.value, status, d)
-            _log_progress(entry, plan.operation.value, status, d)
-            status = d.status
-            if d.finished:
-                await self._archive(entry)
-                return
-            if d.calls:
-                runs = [
-                    SPANS.within(entry.key, c.stage, self.actuator.run(c, plan.options))
-                    for c in d.calls
-                ]
-                outcomes = list(await asyncio.gather(*runs))
-                continue
-            outcomes = []
-            entry.wake.clear()
-            timeout = (d.wake_at - self.clock()).total_seconds() if d.wake_at else 60.0
-            if timeout > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(entry.wake.wait(), timeout)
+        if await drive(_OperatorHost(self, entry), status) is not None:
+            await self._archive(entry)
 
     async def _persist(self, entry: Entry, d: Decision) -> bool:
         """Write the status; retry transient failures, because the calls that
@@ -514,6 +485,61 @@ class TaskManager:
 
     def tasks_of(self, taskspec: Key) -> list[Entry]:
         return [e for e in self.entries.values() if e.taskspec == taskspec]
+
+
+class _OperatorHost:
+    """The engine loop's view of one Task in the operator: status in the
+    apiserver, calls through the actuator, waits woken by watch events."""
+
+    def __init__(self, manager: TaskManager, entry: Entry) -> None:
+        self.manager = manager
+        self.entry = entry
+        self._planned: tuple[object, bool] | None = None
+        self._plan: Plan | None = None
+
+    def now(self) -> datetime:
+        return self.manager.clock()
+
+    def generation(self) -> int | None:
+        gen = self.entry.body["metadata"].get("generation")
+        return int(gen) if gen is not None else None
+
+    def plan(self) -> Plan:
+        entry = self.entry
+        cancel = _cancel_requested(entry.body) or self.manager._taskspec_cancelled(entry)
+        # parsing the spec is the costly part of a loop turn; it changes only
+        # with the generation (a cancel request) or the TaskSpec's cancel
+        key = (entry.body["metadata"].get("generation"), cancel)
+        if self._plan is None or self._planned != key:
+            plan = plan_from_task(entry.body, cancel=cancel)
+            window = self.manager.settings.confirm_window
+            self._plan = dataclasses.replace(plan, confirm_window=window)
+            self._planned = key
+        return self._plan
+
+    async def persist(self, decision: Decision) -> bool:
+        return await self.manager._persist(self.entry, decision)
+
+    async def observe(self, before: TaskStatus, decision: Decision) -> None:
+        entry = self.entry
+        operation = self.plan().operation.value
+        await self.manager._post_events(entry, decision)
+        _observe_progress(operation, before, decision)
+        SPANS.observe(entry.key, entry.body, operation, before, decision)
+        _log_progress(entry, operation, before, decision)
+
+    async def act(self, calls: list[Call], options: Options) -> list[Outcome]:
+        actuator = self.manager.actuator
+        runs = [SPANS.within(self.entry.key, c.stage, actuator.run(c, options)) for c in calls]
+        return list(await asyncio.gather(*runs))
+
+    async def wait(self, until: datetime | None) -> None:
+        wake = self.entry.wake
+        wake.clear()
+        timeout = (until - self.now()).total_seconds() if until else 60.0
+        if timeout > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout)
 
 
 def _observe_progress(operation: str, before: TaskStatus, d: Decision) -> None:

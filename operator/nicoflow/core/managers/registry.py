@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from nicoflow.core.client import CoreClient, CoreClientSettings
@@ -25,10 +26,19 @@ from nicoflow.core.managers.powershelf import PowerShelfManager
 from nicoflow.domain.types import ComponentType
 
 Sleep = Callable[[float], Awaitable[None]]
+Now = Callable[[], datetime]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 def _build(
-    descriptor: Descriptor, config: ComponentManagerConfig, core: CoreClient | None, sleep: Sleep
+    descriptor: Descriptor,
+    config: ComponentManagerConfig,
+    core: CoreClient | None,
+    sleep: Sleep,
+    now: Now,
 ) -> ComponentManager:
     if descriptor.implementation == "mock":
         return MockManager(descriptor.type)
@@ -40,7 +50,7 @@ def _build(
     match (descriptor.type, descriptor.implementation):
         case (ComponentType.COMPUTE, "nicolegacy"):
             return NicoLegacyComputeManager(
-                core, power_delay=config.compute_power_delay, sleep=sleep
+                core, power_delay=config.compute_power_delay, sleep=sleep, now=now
             )
         case (ComponentType.COMPUTE, "nico"):
             return NicoComputeManager(core)
@@ -62,9 +72,10 @@ class ManagerRegistry:
         *,
         core: CoreClient | None,
         sleep: Sleep = asyncio.sleep,
+        now: Now = _utcnow,
     ) -> ManagerRegistry:
         managers = {
-            ctype: _build(lookup(ctype, impl), config, core, sleep)
+            ctype: _build(lookup(ctype, impl), config, core, sleep, now)
             for ctype, impl in config.component_managers.items()
         }
         return cls(managers)

@@ -1,0 +1,1 @@
+"""Deterministic simulation testing of the task engine and everything below it."""

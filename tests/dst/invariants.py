@@ -1,0 +1,217 @@
+"""What must hold after every simulated run, judged from the simulator's
+physical ledger (commands as delivered to each component, whatever request id
+they came under) and the Task's final status.
+
+- Each component receives only commands its rule plans, in the rule's order,
+  and none twice: a command counts once per planned action (slot); a second
+  delivery in the same slot is allowed only where Core reported the earlier
+  one failed (a firmware job that failed: Core refusing a command means it was
+  never counted).
+- The Task ends (Succeeded, Failed or Cancelled) within the simulation bounds.
+- A Task that succeeded left its components in the state the rule ends in,
+  where the rule verifies that state.
+- A Task that failed names the component and the cause.
+- No maintenance override of Flow's power path stays on a tray."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from dst.harness import Run
+from nicoflow.core.managers.nicolegacy_compute import POWER_OVERRIDE_SOURCE
+from nicoflow.domain.rules import ActionName, RuleStep, effective_power_operation
+from nicoflow.domain.types import ComponentType, OperationCode, TaskPhase
+from nicoflow.engine.steps import actions_of
+from nicoflow.simulator.ledger import Delivery
+from nicoflow.simulator.power import Power
+
+Op = OperationCode
+POWER_COMMAND = {
+    Op.POWER_ON: "on",
+    Op.FORCE_POWER_ON: "on",
+    Op.POWER_OFF: "graceful_shutdown",
+    Op.FORCE_POWER_OFF: "force_off",
+    Op.RESTART: "graceful_restart",
+    Op.WARM_RESET: "graceful_restart",
+    Op.FORCE_RESTART: "force_restart",
+    Op.COLD_RESET: "ac_powercycle",
+}
+FINAL_POWER = {
+    "on": Power.ON,
+    "graceful_shutdown": Power.OFF,
+    "force_off": Power.OFF,
+    "graceful_restart": Power.ON,
+    "force_restart": Power.ON,
+    "ac_powercycle": Power.ON,
+}
+_SLOT = re.compile(r"\.s(\d+)\.([a-z]+)\.b\d+\.a(\d+)\.t\d+")
+
+Slot = tuple[int, int]  # (stage, action index within the step)
+
+
+@dataclass(frozen=True)
+class Violation:
+    kind: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.detail}"
+
+
+def _steps(run: Run, ctype: ComponentType) -> dict[int, RuleStep]:
+    return {s.stage: s for s in run.scenario.rule.steps if s.component_type is ctype}
+
+
+def planned(run: Run, ctype: ComponentType) -> dict[Slot, frozenset[str]]:
+    """Physical commands each planned action may deliver to a component of `ctype`."""
+    out: dict[Slot, frozenset[str]] = {}
+    legacy = ctype is ComponentType.COMPUTE and run.scenario.compute_manager == "nicolegacy"
+    for stage, step in _steps(run, ctype).items():
+        main = step.main_operation
+        escalates = (
+            effective_power_operation(main, run.scenario.operation) is Op.POWER_OFF
+            and main.params.force_after is not None
+        )
+        for index, action in enumerate(actions_of(step)):
+            allowed: set[str] = set()
+            if (
+                escalates
+                and action.name is ActionName.VERIFY_POWER_STATUS
+                and action.params.expected_status == "off"
+            ):
+                # graceful→forced escalation goes out while the verify waits
+                allowed.add("force_off")
+            if action.name is ActionName.POWER_CONTROL:
+                op = effective_power_operation(action, run.scenario.operation)
+                if op is not None:
+                    allowed.add(POWER_COMMAND[op])
+                    if legacy:  # the power manager's desired state goes first
+                        off = op in (Op.POWER_OFF, Op.FORCE_POWER_OFF)
+                        allowed.add("desired_off" if off else "desired_on")
+            elif action.name is ActionName.FIRMWARE_CONTROL:
+                if legacy:  # Core updates the host itself inside the window
+                    allowed |= {"set_firmware_window", "autoupdate_enable"}
+                else:
+                    allowed.add("update_firmware")
+                if "dpu" in run.scenario.sub_targets and ctype is ComponentType.COMPUTE:
+                    allowed |= {"dpu_reprovision_set", "instance_power_reset", "ac_powercycle"}
+            elif action.name is ActionName.BRING_UP_CONTROL:
+                allowed.add("allow_ingestion")
+            out[(stage, index)] = frozenset(allowed)
+    return out
+
+
+def slot_of(d: Delivery) -> tuple[Slot, str] | None:
+    m = _SLOT.search(d.request_id or "")
+    if m is None:
+        return None
+    return (int(m.group(1)), int(m.group(3))), m.group(2)
+
+
+def _failed_between(run: Run, cid: str, earlier: Delivery, later: Delivery) -> bool:
+    """Core reported the earlier command failed: a firmware job that started
+    (from it) between the two deliveries failed; a retry is then legitimate."""
+    assert run.sim is not None
+    jobs = run.sim.world.jobs_started.get(cid, [])
+    return any(fails and earlier.time <= at <= later.time for at, fails in jobs)
+
+
+def check_deliveries(run: Run) -> list[Violation]:
+    assert run.sim is not None
+    found: list[Violation] = []
+    delivered = run.sim.ledger.delivered()
+    for ctype, nodes in run.targets.items():
+        plan = planned(run, ctype)
+        for node in nodes:
+            last: Slot = (0, 0)
+            seen: dict[tuple[Slot, str], Delivery] = {}
+            for d in delivered.get(node.id, []):
+                if not d.counted:
+                    continue
+                where = slot_of(d)
+                label = f"{node.component.name} got {d.command} (seq {d.seq}, {d.request_id})"
+                if where is None or where[1] != ctype.value:
+                    found.append(Violation("unplanned", label))
+                    continue
+                slot = where[0]
+                if d.command not in plan.get(slot, frozenset()):
+                    found.append(Violation("unplanned", f"{label}: not what stage/action plans"))
+                    continue
+                if slot < last:
+                    found.append(Violation("out-of-order", label))
+                last = max(last, slot)
+                earlier = seen.get((slot, d.command))
+                if earlier is not None and not _failed_between(run, node.id, earlier, d):
+                    found.append(
+                        Violation(
+                            "repeated",
+                            f"{label}; already delivered as seq {earlier.seq} "
+                            f"({earlier.request_id}, reply {earlier.reply})",
+                        )
+                    )
+                seen[(slot, d.command)] = d
+    return found
+
+
+def _last_power(run: Run, ctype: ComponentType) -> str | None:
+    """The last power command the rule sends to `ctype`, when the rule then
+    verifies the power state: without a verification, success only means
+    Core accepted the commands."""
+    last = None
+    verified = False
+    for _, step in sorted(_steps(run, ctype).items()):
+        for action in actions_of(step):
+            op = effective_power_operation(action, run.scenario.operation)
+            if action.name is ActionName.POWER_CONTROL and op is not None:
+                last, verified = POWER_COMMAND[op], False
+            elif action.name is ActionName.VERIFY_POWER_STATUS:
+                verified = True
+    return last if verified else None
+
+
+def check_outcome(run: Run) -> list[Violation]:
+    assert run.sim is not None
+    found: list[Violation] = []
+    final = run.final
+    if final is None or not final.phase.finished:
+        return [Violation("not-finished", f"the Task ended the run as {final and final.phase}")]
+    world = run.sim.world
+    run.clock.advance(3600.0)  # let every transition settle
+    if final.phase is TaskPhase.SUCCEEDED:
+        # a component whose reads lie can pass a verification it should not:
+        # Flow can only go by what Core reports
+        flapping = run.sim.faults.flapping
+        for ctype, nodes in run.targets.items():
+            last = _last_power(run, ctype)
+            if last is None:
+                continue
+            want = FINAL_POWER[last]
+            for node in nodes:
+                if node.id in flapping:
+                    continue
+                got = world.power(node)
+                if got is not want:
+                    found.append(
+                        Violation(
+                            "wrong-final-state",
+                            f"{node.component.name} is {got.value}, the rule ends in {want.value}",
+                        )
+                    )
+    if final.phase is TaskPhase.FAILED:
+        text = final.message + " " + " ".join(s.error for s in final.stages)
+        names = [n.component.name for ns in run.targets.values() for n in ns]
+        ids = [n.id for ns in run.targets.values() for n in ns]
+        reason = next((c.reason for c in final.conditions if c.type == "Failed"), "")
+        if reason != "NothingToDo" and not any(x in text for x in names + ids):
+            found.append(Violation("unnamed-failure", f"{final.message!r} names no component"))
+    for node in run.targets.get(ComponentType.COMPUTE, []):
+        if POWER_OVERRIDE_SOURCE in node.overrides:
+            found.append(
+                Violation("override-left", f"{node.component.name} keeps {POWER_OVERRIDE_SOURCE}")
+            )
+    return found
+
+
+def check(run: Run) -> list[Violation]:
+    return check_deliveries(run) + check_outcome(run)
