@@ -187,6 +187,7 @@ def operator_stack(
     seed: int,
     sim_args: tuple[str, ...] = ("--latency-power", "0s"),
     rack_labels: dict[int, dict[str, str]] | None = None,
+    operator_args: tuple[str, ...] = (),
 ) -> Iterator[Env]:
     """A fresh database and namespace, the simulator with `racks` racks, their
     Rack objects (with `rack_labels` added, by rack index) and the operator
@@ -197,7 +198,14 @@ def operator_stack(
     url = postgres.create_database(db)
     control_plane.kubectl("create", "namespace", ns)
     stack = _LabelledStack(
-        control_plane, url, workdir, racks=racks, seed=seed, sim_args=sim_args, namespaces=(ns,)
+        control_plane,
+        url,
+        workdir,
+        racks=racks,
+        seed=seed,
+        sim_args=sim_args,
+        namespaces=(ns,),
+        operator_args=operator_args,
     )
     stack.extra_labels = rack_labels or {}
     try:
@@ -214,6 +222,7 @@ def module_env(
     seed: int,
     sim_args: tuple[str, ...] = ("--latency-power", "0s"),
     rack_labels: dict[int, dict[str, str]] | None = None,
+    operator_args: tuple[str, ...] = (),
 ) -> Any:
     """A module-scoped `env` fixture: one `operator_stack` shared by the module's
     tests. Assign it to the name `env` in the test module."""
@@ -234,6 +243,7 @@ def module_env(
             seed=seed,
             sim_args=sim_args,
             rack_labels=rack_labels,
+            operator_args=operator_args,
         ) as e:
             yield e
 

@@ -22,6 +22,9 @@ env = module_env(
     seed=9,
     # each power change takes 2s, so the operator dies with calls in flight
     sim_args=("--latency-power", "2s"),
+    # the simulator shows a command at once: no need to look for an
+    # interrupted one for the production default of 30 s
+    operator_args=("--confirm-window", "5"),
 )
 
 

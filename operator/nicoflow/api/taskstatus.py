@@ -59,6 +59,18 @@ class Intent(_Status):
         description="Core ids the call names.",
     )
     issued_at: datetime
+    unknown_since: datetime | None = Field(
+        None,
+        description="Since when the call's outcome for component_ids is unknown (its reply "
+        "was lost, or the operator restarted): Core's state is read until it shows whether the "
+        "call landed, and only what provably did not land is sent again.",
+    )
+    lost_error: str = Field(
+        "", max_length=MAX_ERROR, description="The error that hid the call's outcome."
+    )
+    lost_transient: bool = Field(
+        False, description="Core reported itself unavailable or overloaded, not a failure."
+    )
 
 
 class ComponentResult(_Status):
@@ -158,4 +170,13 @@ class TaskStatus(_Status):
         max_length=256,
         description="Components that received a state-changing call (set when cancelled).",
     )
+    releases: list[CoreId] = Field(
+        default_factory=list,
+        max_length=256,
+        description="Compute trays whose maintenance override (set in NICo Core for a power "
+        "command) could not be removed yet; the operator keeps trying, even after the Task "
+        "finished, because the override silences the tray's alerts.",
+    )
+    release_attempts: int = Field(0, ge=0)
+    release_at: datetime | None = Field(None, description="Next attempt to remove them.")
     conditions: list[Condition] = Field(default_factory=list, max_length=16)

@@ -137,6 +137,15 @@ import click
     show_default=True,
     help="json: one JSON object per line with task, rack and stage fields.",
 )
+@click.option(
+    "--confirm-window",
+    type=click.FloatRange(min=0.0),
+    default=30.0,
+    show_default=True,
+    help="Seconds a command whose reply was lost (or that was in flight when the operator "
+    "restarted) is looked for in NICo Core's state before it counts as not received and is "
+    "sent again. Raise it for BMCs that take longer to show a command they accepted.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logs.")
 def operator(
     kubeconfig: str | None,
@@ -165,6 +174,7 @@ def operator(
     otlp_endpoint: str | None,
     ttl_sweep: float,
     log_format: str,
+    confirm_window: float,
     verbose: bool,
 ) -> None:
     """Watch Racks, OperationRules, TaskSpecs and Tasks, and run Tasks through NICo Core."""
@@ -201,6 +211,7 @@ def operator(
     handlers.OPTIONS.component_config = component_config
     handlers.OPTIONS.core_url = core_url
     handlers.OPTIONS.stage_events = stage_events
+    handlers.OPTIONS.confirm_window = confirm_window
     handlers.OPTIONS.namespaces = namespaces
     handlers.OPTIONS.resolve_grace_seconds = resolve_grace
     handlers.OPTIONS.ttl_sweep_seconds = ttl_sweep

@@ -37,6 +37,7 @@ _POWER = {
     PowerStatus.POWERING_OFF: Observed.POWERING_OFF,
 }
 _FIRMWARE = {
+    FirmwareState.IDLE: Observed.IDLE,
     FirmwareState.QUEUED: Observed.QUEUED,
     FirmwareState.IN_PROGRESS: Observed.IN_PROGRESS,
     FirmwareState.VERIFYING: Observed.VERIFYING,
@@ -55,7 +56,15 @@ _BRING_UP = {
 
 def _controls(results: ComponentResults) -> dict[str, Result]:
     return {
-        cid: Result(Observed.OK) if r.ok else Result(Observed.FAILED, r.error, r.transient)
+        cid: Result(Observed.OK, cleanup=r.cleanup)
+        if r.ok
+        else Result(
+            Observed.FAILED,
+            r.error,
+            transient=r.transient,
+            uncertain=r.uncertain,
+            cleanup=r.cleanup,
+        )
         for cid, r in results.items()
     }
 
@@ -74,8 +83,15 @@ class Actuator:
             log.warning(
                 "%s on %s %s failed: %s", call.kind, len(call.ids), call.addressed_type, exc
             )
-            transient = isinstance(exc, CoreError) and exc.transient
-            return Outcome(call, error=str(exc)[:512], transient=transient)
+            core = exc if isinstance(exc, CoreError) else None
+            return Outcome(
+                call,
+                error=str(exc)[:512],
+                transient=core is not None and core.transient,
+                # a manager refusing (bad input, no such capability), or a read
+                # failing before the command, sent nothing
+                uncertain=core is not None and core.uncertain and call.kind.mutating,
+            )
         return Outcome(call, results)
 
     async def _dispatch(self, call: Call, options: Options) -> dict[str, Result]:
@@ -92,14 +108,24 @@ class Actuator:
                 )
                 return _controls(await manager.power_control(target, info))
             case CallKind.POWER_STATUS:
-                readings = await manager.get_power_status(target)
-                if call.recovery:
+                left: list[str] = []
+                if call.release:
                     # after a restart: undo what an interrupted power call left
-                    # behind (the legacy manager's maintenance overrides)
-                    await manager.release_power_control(target)
+                    # behind (the legacy manager's maintenance overrides), whether
+                    # or not the read that follows succeeds
+                    left = await manager.release_power_control(target)
+                readings = await manager.get_power_status(target)
                 return {
-                    cid: Result(_POWER.get(r.state, Observed.UNKNOWN), r.error)
+                    cid: Result(_POWER.get(r.state, Observed.UNKNOWN), r.error, cleanup=cid in left)
                     for cid, r in readings.items()
+                }
+            case CallKind.RELEASE:
+                left = await manager.release_power_control(target)
+                return {
+                    cid: Result(Observed.FAILED, "maintenance override still set", cleanup=True)
+                    if cid in left
+                    else Result(Observed.OK)
+                    for cid in call.ids
                 }
             case CallKind.FIRMWARE_CONTROL:
                 fw = FirmwareControlTaskInfo(
@@ -113,7 +139,10 @@ class Actuator:
                 return _controls(await manager.firmware_control(target, fw))
             case CallKind.FIRMWARE_STATUS:
                 readings_fw = await manager.get_firmware_status(target)
-                return {cid: Result(_FIRMWARE[r.state], r.error) for cid, r in readings_fw.items()}
+                return {
+                    cid: Result(_FIRMWARE[r.state], r.error, changed_at=r.changed_at)
+                    for cid, r in readings_fw.items()
+                }
             case CallKind.BRING_UP_CONTROL:
                 return _controls(await manager.bring_up_control(target, BringUpTaskInfo(key)))
             case CallKind.BRING_UP_STATUS:

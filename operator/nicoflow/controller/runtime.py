@@ -43,6 +43,7 @@ class Options:
     component_config: str | None = None
     core_url: str | None = None
     stage_events: bool = False
+    confirm_window: float = 30.0
     namespaces: tuple[str, ...] = ()
     ttl_sweep_seconds: float = 30.0
     resolve_grace_seconds: float = 30.0
@@ -112,7 +113,7 @@ class Runtime:
             namespaces=opts.namespaces,
             statuses=statuses,
             archive=archive,
-            settings=Settings(stage_events=opts.stage_events),
+            settings=Settings(stage_events=opts.stage_events, confirm_window=opts.confirm_window),
         )
         taskspecs = TaskSpecController(
             kube,

@@ -62,16 +62,41 @@ _WRITE_RETRY_CODES = _READ_RETRY_CODES - {grpc.StatusCode.DEADLINE_EXCEEDED}
 TRANSIENT_CODES = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.ABORTED}
 )
+# Codes a server answers after looking at a request and declining it: the call
+# did not apply. Any other failure (unavailable, deadline, internal ...) may
+# have come after the call applied and the reply was lost.
+REFUSED_CODES = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.ALREADY_EXISTS,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.OUT_OF_RANGE,
+    }
+)
 
 
 class CoreError(Exception):
     """A Core RPC failed. `code` and `details` are those of the last attempt."""
 
-    def __init__(self, method: str, code: grpc.StatusCode, details: str, attempts: int = 1) -> None:
+    def __init__(
+        self,
+        method: str,
+        code: grpc.StatusCode,
+        details: str,
+        attempts: int = 1,
+        *,
+        write: bool = True,
+    ) -> None:
         self.method = method
         self.code = code
         self.details = details
         self.attempts = attempts
+        # a failed read changed nothing, whatever its code
+        self.write = write
         tries = f" after {attempts} attempts" if attempts > 1 else ""
         super().__init__(f"NICo Core {method} failed{tries}: {code.name}: {details}")
 
@@ -82,10 +107,18 @@ class CoreError(Exception):
         been applied."""
         return self.code in TRANSIENT_CODES
 
+    @property
+    def uncertain(self) -> bool:
+        """Whether the call may have changed state despite the error: a read
+        never does, a write unless Core refused it."""
+        return self.write and self.code not in REFUSED_CODES
+
 
 class CoreDeadlineExceeded(CoreError):
-    def __init__(self, method: str, timeout: float, details: str, attempts: int = 1) -> None:
-        super().__init__(method, grpc.StatusCode.DEADLINE_EXCEEDED, details, attempts)
+    def __init__(
+        self, method: str, timeout: float, details: str, attempts: int = 1, *, write: bool = True
+    ) -> None:
+        super().__init__(method, grpc.StatusCode.DEADLINE_EXCEEDED, details, attempts, write=write)
         self.timeout = timeout
         tries = f" (after {attempts} attempts)" if attempts > 1 else ""
         self.args = (f"NICo Core {method} did not answer within its {timeout:g} s deadline{tries}",)
@@ -335,8 +368,10 @@ class CoreClient:
                 details = exc.details() or ""
                 details += self._connection_hint(code, details)
                 if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-                    raise CoreDeadlineExceeded(method, seconds, details, attempt) from exc
-                raise CoreError(method, code, details, attempt) from exc
+                    raise CoreDeadlineExceeded(
+                        method, seconds, details, attempt, write=write
+                    ) from exc
+                raise CoreError(method, code, details, attempt, write=write) from exc
 
     def _connection_hint(self, code: grpc.StatusCode, details: str) -> str:
         """Why a plaintext connection may have been dropped: gRPC only says the
@@ -522,7 +557,7 @@ class CoreClient:
         request: forge_pb2.SetFirmwareUpdateTimeWindowRequest,
         *,
         idempotency_key: str,
-        idempotent: bool = True,
+        idempotent: bool = False,
         deadline: float | None = None,
     ) -> forge_pb2.SetFirmwareUpdateTimeWindowResponse:
         return await self._write(
@@ -539,7 +574,7 @@ class CoreClient:
         request: forge_pb2.MachineSetAutoUpdateRequest,
         *,
         idempotency_key: str,
-        idempotent: bool = True,
+        idempotent: bool = False,
         deadline: float | None = None,
     ) -> forge_pb2.MachineSetAutoUpdateResponse:
         return await self._write(
@@ -581,10 +616,11 @@ class CoreClient:
         request: forge_pb2.BmcEndpointRequest,
         *,
         idempotency_key: str,
-        idempotent: bool = True,
+        idempotent: bool = False,
         deadline: float | None = None,
     ) -> None:
-        # Opening an already open ingestion gate changes nothing.
+        # Not retried here: a tray still being ingested would be powered on
+        # again; the caller reads the ingestion state before sending it again.
         await self._write(
             "AllowIngestionAndPowerOn",
             request,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 
 from nicoflow.domain.rules import RuleDefinition
@@ -36,6 +37,9 @@ class Plan:
     rule: RuleDefinition
     options: Options = field(default_factory=Options)
     cancel: bool = False
+    # how long a command of unknown outcome is looked for in Core's state
+    # before it counts as not received (the operator's --confirm-window)
+    confirm_window: float = 30.0
 
     def of(self, ctype: ComponentType) -> tuple[Component, ...]:
         return self.components.get(ctype, ())
@@ -50,6 +54,8 @@ class CallKind(StrEnum):
     BRING_UP_STATUS = "GetBringUpStatus"
     INJECT_EXPECTATION = "InjectExpectation"
     FIRMWARE_CONSISTENCY = "VerifyFirmwareConsistency"
+    # undo what a power command left in Core (the legacy manager's maintenance overrides)
+    RELEASE = "ReleasePowerControl"
 
     @property
     def mutating(self) -> bool:
@@ -78,6 +84,7 @@ class Call:
     sub_targets: tuple[str, ...] = ()
     key: str | None = None  # idempotency key of a state-changing call
     recovery: bool = False  # a read made to learn whether an earlier call landed
+    release: bool = False  # ... after a restart: also undo what the interrupted call left
 
     @property
     def addressed_type(self) -> ComponentType:
@@ -94,6 +101,7 @@ class Observed(StrEnum):
     POWERING_ON = "powering_on"
     POWERING_OFF = "powering_off"
     UNKNOWN = "unknown"
+    IDLE = "idle"  # no firmware update requested
     QUEUED = "queued"
     IN_PROGRESS = "in_progress"
     VERIFYING = "verifying"
@@ -108,7 +116,14 @@ class Observed(StrEnum):
 class Result:
     state: Observed
     error: str = ""
+    # when a firmware job entered its reported state (a finished job older
+    # than a command is not that command's job)
+    changed_at: datetime | None = None
     transient: bool = False  # Core could not take the call: retry later, not a failed attempt
+    # a command that failed this way may have applied all the same (lost reply)
+    uncertain: bool = False
+    # the call left something in Core that a RELEASE call must undo
+    cleanup: bool = False
 
 
 @dataclass(frozen=True)
@@ -117,11 +132,14 @@ class Outcome:
     results: Mapping[str, Result] = field(default_factory=dict)
     error: str = ""  # the whole call failed (after the client's own retries)
     transient: bool = False  # ... because Core could not take it
+    uncertain: bool = False  # ... in a way that does not prove the call did not apply
 
     def of(self, component_id: str) -> Result:
         """A component the answer left out is unknown, never a success."""
         if self.error:
-            return Result(Observed.FAILED, self.error, self.transient)
+            return Result(
+                Observed.FAILED, self.error, transient=self.transient, uncertain=self.uncertain
+            )
         return self.results.get(
             component_id, Result(Observed.UNKNOWN, "no result for this component")
         )

@@ -20,7 +20,7 @@ from nicoflow.domain.rules import (
     effective_power_operation,
 )
 from nicoflow.domain.types import OperationCode
-from nicoflow.engine.plan import Call, CallKind, Event, Observed, Outcome, Plan
+from nicoflow.engine.plan import Call, CallKind, Event, Observed, Outcome, Plan, Result
 from nicoflow.engine.versions import version_for
 
 MIN_POLL_SECONDS = 1.0
@@ -29,6 +29,11 @@ MIN_POLL_SECONDS = 1.0
 MAX_TRANSIENT_RETRIES = 10
 TRANSIENT_DELAY = 1.0
 TRANSIENT_DELAY_MAX = 30.0
+# A command whose outcome is unknown (lost reply, operator restart) is looked
+# for in Core's state every CONFIRM_POLL seconds for the plan's confirm window
+# before it counts as not received: a BMC may take a moment to show a command
+# it accepted.
+CONFIRM_POLL = 2.0
 
 _POWER_TARGET = {
     OperationCode.POWER_ON: {Observed.ON, Observed.POWERING_ON},
@@ -38,7 +43,8 @@ _POWER_TARGET = {
 }
 # a reset shows up only as a transition; a settled state proves nothing
 _RESET_LANDED = {Observed.POWERING_ON, Observed.POWERING_OFF}
-_FIRMWARE_LANDED = {Observed.QUEUED, Observed.IN_PROGRESS, Observed.VERIFYING, Observed.COMPLETED}
+_FIRMWARE_ACTIVE = {Observed.QUEUED, Observed.IN_PROGRESS, Observed.VERIFYING}
+_FIRMWARE_DONE = {Observed.COMPLETED, Observed.FAILED}
 _BRING_UP_LANDED = {
     Observed.WAITING_FOR_INGESTION,
     Observed.MACHINE_NOT_CREATED,
@@ -62,6 +68,8 @@ class StepOutput:
     persist: bool = False
     wake_at: datetime | None = None
     events: list[Event] = field(default_factory=list)
+    # components a call left something on that must be undone (Task-level)
+    releases: list[str] = field(default_factory=list)
 
 
 def actions_of(step: RuleStep) -> list[ActionConfig]:
@@ -113,8 +121,10 @@ def advance(ctx: StepContext, st: StepStatus, outcomes: list[Outcome]) -> StepOu
         if (ctx.now - st.batch_started_at).total_seconds() > budget:
             _fail(st, active, f"step timed out after {format_duration(budget)}", out)
             continue
-        if st.intent is not None and ctx.fresh:
-            out.calls.append(_recovery_read(ctx, st))
+        if st.intent is not None and (ctx.fresh or st.intent.unknown_since is not None):
+            # a call whose outcome is unknown: nothing is sent again until
+            # Core's state says which components it reached
+            _check_intent(ctx, st, out)
             return out
         if st.next_at is not None and ctx.now < st.next_at:
             out.wake_at = st.next_at
@@ -125,12 +135,13 @@ def advance(ctx: StepContext, st: StepStatus, outcomes: list[Outcome]) -> StepOu
     raise RuntimeError(f"step {st.component_type} of stage {ctx.stage} did not settle")
 
 
-def absorb(ctx: StepContext, st: StepStatus, outcomes: list[Outcome]) -> None:
+def absorb(ctx: StepContext, st: StepStatus, outcomes: list[Outcome]) -> StepOutput:
     """Record outcomes without deciding anything further (cancellation)."""
     out = StepOutput()
     actions = actions_of(ctx.rule)
     for outcome in outcomes:
         _apply(ctx, st, actions[st.action], outcome, out)
+    return out
 
 
 # -- batches and actions -------------------------------------------------------
@@ -288,9 +299,18 @@ def _issue(
     out.calls.append(_call(ctx, kind, ids, **extra))
 
 
-def _recovery_read(ctx: StepContext, st: StepStatus) -> Call:
-    assert st.intent is not None
-    action = st.intent.action
+def _check_intent(ctx: StepContext, st: StepStatus, out: StepOutput) -> None:
+    """Read the state that shows whether the intent's call landed."""
+    intent = st.intent
+    assert intent is not None
+    if intent.unknown_since is None:
+        intent.unknown_since = ctx.now
+        out.persist = True
+    elif st.next_at is not None and ctx.now < st.next_at:
+        out.wake_at = st.next_at
+        return
+    st.next_at = None
+    action = intent.action
     if action.startswith(CallKind.FIRMWARE_CONTROL.value):
         kind = CallKind.FIRMWARE_STATUS
     elif action.startswith(CallKind.BRING_UP_CONTROL.value) or action.startswith(
@@ -299,7 +319,7 @@ def _recovery_read(ctx: StepContext, st: StepStatus) -> Call:
         kind = CallKind.BRING_UP_STATUS
     else:
         kind = CallKind.POWER_STATUS
-    return _call(ctx, kind, list(st.intent.component_ids), recovery=True)
+    out.calls.append(_call(ctx, kind, list(intent.component_ids), recovery=True, release=ctx.fresh))
 
 
 def _run(
@@ -466,8 +486,10 @@ def _apply(
     ctx: StepContext, st: StepStatus, action: ActionConfig, outcome: Outcome, out: StepOutput
 ) -> None:
     call = outcome.call
+    if call.kind.mutating or call.recovery:
+        out.releases.extend(cid for cid in call.ids if outcome.of(cid).cleanup)
     if call.recovery:
-        _apply_recovery(ctx, st, outcome)
+        _apply_recovery(ctx, st, outcome, out)
         return
     if call.kind.mutating:
         _apply_mutation(ctx, st, action, outcome, out)
@@ -517,6 +539,7 @@ def _apply_mutation(
     call = outcome.call
     escalation = call.key is not None and call.key.endswith(".force")
     errors: dict[str, str] = {}
+    unknown: dict[str, Result] = {}
     transient = True
     for cid in call.ids:
         result = outcome.of(cid)
@@ -526,19 +549,33 @@ def _apply_mutation(
             comp.attempts += 0 if escalation else 1
             if not escalation:
                 st.issued.append(cid)
+        elif result.uncertain and not escalation:
+            # the reply was lost: the command may have landed all the same
+            unknown[cid] = result
+            comp.error = (
+                f"no answer ({result.error}); checking NICo Core's state before sending again"
+            )[:512]
         else:
             comp.attempts += 1
             errors[cid] = result.error or result.state.value
             transient = transient and result.transient
-    st.intent = None
+    if unknown and st.intent is not None:
+        lost = next(iter(unknown.values()))
+        st.intent.component_ids = list(unknown)
+        st.intent.unknown_since = ctx.now
+        st.intent.lost_error = lost.error[:512]
+        st.intent.lost_transient = all(r.transient for r in unknown.values())
+        out.persist = True
+    else:
+        st.intent = None
     if escalation or not errors:
         return
     label = call.kind.value + (f" {call.operation.value}" if call.operation else "")
     first = next(iter(errors.values()))
     if transient and st.transient_retries < MAX_TRANSIENT_RETRIES:
-        # Core could not take the command (down, overloaded): send it again
-        # after a pause without using up one of the rule's attempts, which are
-        # meant for the hardware failing.
+        # Core refused the command because it could not take it now: send it
+        # again after a pause without spending one of the rule's attempts,
+        # which are meant for the hardware failing
         st.transient_retries += 1
         st.issued = [i for i in st.issued if i not in errors]
         delay = min(TRANSIENT_DELAY_MAX, TRANSIENT_DELAY * 2 ** (st.transient_retries - 1))
@@ -563,30 +600,98 @@ def _retry_or_fail(
     _fail(st, ids, f"{error} (after {st.attempt} attempts)", out)
 
 
-def _apply_recovery(ctx: StepContext, st: StepStatus, outcome: Outcome) -> None:
-    """Which components an interrupted call reached, judged from Core's state."""
+def _landed(intent: Intent, result: Result) -> bool | None:
+    """Whether Core's state shows the intent's call reached a component; None
+    when the read says nothing either way."""
+    state = result.state
+    if state is Observed.UNKNOWN or (state is Observed.FAILED and not result.changed_at):
+        return None
+    kind, _, op = intent.action.partition("/")
+    if kind == CallKind.FIRMWARE_CONTROL.value:
+        if state in _FIRMWARE_ACTIVE:
+            return True
+        # a finished job counts only if it is newer than the command
+        return state in _FIRMWARE_DONE and (
+            result.changed_at is None or result.changed_at >= intent.issued_at
+        )
+    if kind == CallKind.BRING_UP_CONTROL.value:
+        return state in _BRING_UP_LANDED
+    if kind == CallKind.INJECT_EXPECTATION.value:
+        return False  # Core answers AlreadyExists to a repeat: safe to send again
+    target = _POWER_TARGET.get(OperationCode(op)) if op else None
+    return state in (target or _RESET_LANDED)
+
+
+def _is_reset(intent: Intent) -> bool:
+    kind, _, op = intent.action.partition("/")
+    return kind == CallKind.POWER_CONTROL.value and (
+        not op or OperationCode(op) not in _POWER_TARGET
+    )
+
+
+def _apply_recovery(ctx: StepContext, st: StepStatus, outcome: Outcome, out: StepOutput) -> None:
+    """Which components a call of unknown outcome reached, judged from Core's
+    state. Those it reached count as commanded; those it provably did not
+    reach are sent again (under a new key); until the state says which, and
+    for the confirm window at least, nothing is sent again."""
     intent = st.intent
     if intent is None:
         return
-    op = intent.action.partition("/")[2]
-    if intent.action.startswith(CallKind.FIRMWARE_CONTROL.value):
-        landed_states = _FIRMWARE_LANDED
-    elif intent.action.startswith(CallKind.BRING_UP_CONTROL.value):
-        landed_states = _BRING_UP_LANDED
-    elif intent.action.startswith(CallKind.INJECT_EXPECTATION.value):
-        landed_states = set()  # Core answers AlreadyExists to a repeat: safe to resend
-    else:
-        landed_states = _POWER_TARGET.get(OperationCode(op), _RESET_LANDED) if op else _RESET_LANDED
-    landed = [i for i in intent.component_ids if outcome.of(i).state in landed_states]
-    for cid in landed:
-        _component(st, cid).commanded = True
     escalation = intent.key.endswith(".force")
-    if not escalation:
-        st.issued.extend(i for i in landed if i not in st.issued)
-    remaining = [i for i in intent.component_ids if i not in landed]
-    st.intent = None
-    if remaining and not escalation:
-        # The components the call did not reach get it under a new key (a new
-        # intent is written first): a resend under the old key would repeat the
-        # manager's own preparatory calls with the same request id.
-        st.attempt += 1
+    landed: list[str] = []
+    unsure: list[str] = []
+    absent: list[str] = []
+    for cid in intent.component_ids:
+        verdict = None if outcome.error else _landed(intent, outcome.of(cid))
+        (landed if verdict else unsure if verdict is None else absent).append(cid)
+    for cid in landed:
+        comp = _component(st, cid)
+        comp.commanded = True
+        comp.error = ""
+        if not escalation:
+            st.issued.append(cid)
+    since = intent.unknown_since or ctx.now
+    patient = intent.action.startswith(CallKind.INJECT_EXPECTATION.value) or escalation
+    window_over = patient or (ctx.now - since).total_seconds() >= ctx.plan.confirm_window
+    keep = unsure if window_over else unsure + absent
+    concluded = absent if window_over else []
+    out.persist = True
+    if keep:
+        intent.component_ids = keep
+        st.next_at = ctx.now + timedelta(seconds=CONFIRM_POLL)
+    else:
+        st.intent = None
+        st.next_at = None
+    if not concluded or escalation:
+        return
+    if _is_reset(intent):
+        # a reset leaves no state behind to prove it: a second one could
+        # reboot a tray twice, so the step stops here
+        why = intent.lost_error or "the operator restarted during the call"
+        _fail(
+            st,
+            concluded,
+            f"{intent.action}: could not prove the reset landed ({why}); "
+            "check the tray before running it again",
+            out,
+        )
+        return
+    if (intent.lost_transient or not intent.lost_error) and (
+        st.transient_retries < MAX_TRANSIENT_RETRIES
+    ):
+        # Core was unavailable, or the operator restarted: not the hardware's
+        # failure, so no retry attempt is spent; the resend gets a new key
+        st.transient_retries += 1
+        for cid in concluded:
+            _component(st, cid).error = (
+                f"not received by NICo Core ({intent.lost_error or 'operator restarted'}); "
+                "sending again"
+            )[:512]
+        return
+    _retry_or_fail(
+        ctx,
+        st,
+        concluded,
+        f"{intent.action} failed: {intent.lost_error or 'no answer from NICo Core'}",
+        out,
+    )

@@ -9,14 +9,19 @@ outcomes back. Pure: no I/O, no clock, no randomness."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from nicoflow.api.taskstatus import Condition, ItemPhase, StageStatus, StepStatus, TaskStatus
-from nicoflow.domain.types import TaskPhase
+from nicoflow.domain.types import ComponentType, TaskPhase
 from nicoflow.engine import steps
-from nicoflow.engine.plan import Call, Event, Outcome, Plan
+from nicoflow.engine.plan import Call, CallKind, Event, Observed, Outcome, Plan
 
 MAX_MESSAGE = 512
+# Removing a maintenance override that stayed behind: tries, and the pause
+# before try n (RELEASE_DELAY * 2**(n-1), at most RELEASE_DELAY_MAX).
+MAX_RELEASE_ATTEMPTS = 10
+RELEASE_DELAY = 5.0
+RELEASE_DELAY_MAX = 300.0
 
 
 @dataclass
@@ -29,7 +34,12 @@ class Decision:
 
     @property
     def finished(self) -> bool:
-        return self.status.phase.finished
+        """Nothing left to do: the Task is over and left nothing behind in Core."""
+        return self.status.phase.finished and not self.status.releases
+
+    def wake(self, at: datetime) -> None:
+        if self.wake_at is None or at < self.wake_at:
+            self.wake_at = at
 
 
 def advance(
@@ -48,21 +58,38 @@ def advance(
     if generation is not None:
         st.observed_generation = generation
     d = Decision(status=st)
-    if st.phase.finished:
-        return d
+    releases = [o for o in outcomes if o.call.kind is CallKind.RELEASE]
+    outcomes = [o for o in outcomes if o.call.kind is not CallKind.RELEASE]
+    _released(st, releases, d)
+    found: list[str] = []
+    if not st.phase.finished:
+        _advance(plan, st, outcomes, now, fresh, d, found)
+    _release(st, found, now, d)
+    return d
+
+
+def _advance(
+    plan: Plan,
+    st: TaskStatus,
+    outcomes: list[Outcome],
+    now: datetime,
+    fresh: bool,
+    d: Decision,
+    releases: list[str],
+) -> None:
     if st.phase is not TaskPhase.RUNNING:
         _start(plan, st, now, d)
         if st.phase.finished:
-            return d
+            return
     if plan.cancel:
-        _absorb(plan, st, outcomes, now)
+        releases.extend(_absorb(plan, st, outcomes, now))
         _cancel(plan, st, now, d)
-        return d
+        return
     while True:
         stage = next((s for s in st.stages if not s.phase.finished), None)
         if stage is None:
             _succeed(st, now, d)
-            return d
+            return
         if stage.phase is ItemPhase.PENDING and not _start_stage(plan, stage, now, d):
             continue
         mine = [o for o in outcomes if o.call.stage == stage.number]
@@ -78,17 +105,71 @@ def advance(
             d.calls.extend(out.calls)
             d.events.extend(out.events)
             d.persist |= out.persist
-            if out.wake_at and (d.wake_at is None or out.wake_at < d.wake_at):
-                d.wake_at = out.wake_at
+            releases.extend(out.releases)
+            if out.wake_at:
+                d.wake(out.wake_at)
         fresh = False
         if not all(s.phase.finished for s in stage.steps):
             st.message = _progress(st, stage)[:MAX_MESSAGE]
-            return d
+            return
         _finish_stage(st, stage, now, d)
         if stage.phase is ItemPhase.FAILED:
             _fail(st, f"stage {stage.number} failed: {stage.error}", now, d, reason="StageFailed")
-            return d
+            return
         d.wake_at = None
+
+
+def _released(st: TaskStatus, outcomes: list[Outcome], d: Decision) -> None:
+    """What the removal of left-behind overrides achieved."""
+    for outcome in outcomes:
+        done = {cid for cid in outcome.call.ids if outcome.of(cid).state is Observed.OK}
+        if done:
+            st.releases = [cid for cid in st.releases if cid not in done]
+            d.persist = True
+
+
+def _release(st: TaskStatus, found: list[str], now: datetime, d: Decision) -> None:
+    """Keep removing what power commands left in Core until it is gone; a
+    Task is not done before that (even once its phase is final)."""
+    new = [cid for cid in dict.fromkeys(found) if cid not in st.releases]
+    if new:
+        st.releases = [*st.releases, *new][:256]
+        st.release_at = None
+        d.persist = True
+    if not st.releases:
+        if st.release_at is not None or st.release_attempts:
+            st.release_at, st.release_attempts = None, 0
+            d.persist = True
+        return
+    if st.release_at is not None and now < st.release_at:
+        d.wake(st.release_at)
+        return
+    if st.release_attempts >= MAX_RELEASE_ATTEMPTS:
+        names = ", ".join(st.releases[:8])
+        d.events.append(
+            Event(
+                "Warning",
+                "OverrideLeft",
+                f"could not remove Flow's maintenance override from {names} after "
+                f"{st.release_attempts} tries; its alerts stay suppressed until someone "
+                "removes the override (source flow-power-control) in NICo Core",
+            )
+        )
+        st.releases, st.release_at, st.release_attempts = [], None, 0
+        d.persist = True
+        return
+    st.release_attempts += 1
+    delay = min(RELEASE_DELAY_MAX, RELEASE_DELAY * 2 ** (st.release_attempts - 1))
+    st.release_at = now + timedelta(seconds=delay)
+    d.persist = True
+    d.calls.append(
+        Call(
+            stage=0,
+            component_type=ComponentType.COMPUTE,
+            kind=CallKind.RELEASE,
+            ids=tuple(st.releases),
+        )
+    )
 
 
 def _ctx(
@@ -209,8 +290,10 @@ def _fail(st: TaskStatus, message: str, now: datetime, d: Decision, *, reason: s
     d.events.append(Event("Warning", "Failed", st.message))
 
 
-def _absorb(plan: Plan, st: TaskStatus, outcomes: list[Outcome], now: datetime) -> None:
-    """Record what calls already made did, so a cancelled Task says what it commanded."""
+def _absorb(plan: Plan, st: TaskStatus, outcomes: list[Outcome], now: datetime) -> list[str]:
+    """Record what calls already made did, so a cancelled Task says what it
+    commanded; the components they left something on."""
+    releases: list[str] = []
     for stage in st.stages:
         if stage.phase is not ItemPhase.RUNNING:
             continue
@@ -223,7 +306,9 @@ def _absorb(plan: Plan, st: TaskStatus, outcomes: list[Outcome], now: datetime) 
                 if o.call.stage == stage.number and o.call.component_type is step.component_type
             ]
             if mine:
-                steps.absorb(_ctx(plan, stage, step, now, False), step, mine)
+                out = steps.absorb(_ctx(plan, stage, step, now, False), step, mine)
+                releases.extend(out.releases)
+    return releases
 
 
 def _cancel(plan: Plan, st: TaskStatus, now: datetime, d: Decision) -> None:

@@ -32,6 +32,9 @@ env = module_env(
     racks=RACKS,
     seed=31,
     sim_args=("--latency-power", "0s"),
+    # the simulator shows a command at once: no need to look for a lost one
+    # for the production default of 30 s before sending it again
+    operator_args=("--confirm-window", "5"),
 )
 
 

@@ -36,6 +36,9 @@ env = module_env(
     racks=RACKS,
     seed=21,
     sim_args=("--latency-power", "0s"),
+    # the simulator shows a command at once: no need to look for an
+    # interrupted one for the production default of 30 s
+    operator_args=("--confirm-window", "5"),
 )
 
 

@@ -129,10 +129,11 @@ class ComponentManager:
     async def get_power_status(self, target: Target) -> PowerStatusMap:
         raise self._unsupported(Capability.POWER_STATUS)
 
-    async def release_power_control(self, target: Target) -> None:
+    async def release_power_control(self, target: Target) -> list[str]:
         """Clear what an interrupted power_control may have left in Core (the
-        caller crashed mid-call). Idempotent; nothing to do for most managers."""
-        return
+        caller crashed mid-call); the components still holding something.
+        Idempotent; nothing to do for most managers."""
+        return []
 
     async def firmware_control(
         self, target: Target, info: FirmwareControlTaskInfo

@@ -73,7 +73,7 @@ class ComputeManagerBase(ComponentManager):
                 )
                 results[cid] = Outcome.success()
             except CoreError as exc:
-                results[cid] = Outcome.failure(str(exc))
+                results[cid] = Outcome.from_error(exc)
         return results
 
     async def get_bring_up_status(self, target: Target) -> BringUpStatusMap:

@@ -81,5 +81,5 @@ async def inject(core: CoreClient, ctype: ComponentType, info: ExpectationInfo) 
                 log.info("expected %s %s already known to Core", ctype.value, mac)
                 results[mac] = Outcome.success()
             else:
-                results[mac] = Outcome.failure(str(exc))
+                results[mac] = Outcome.from_error(exc)
     return results

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC
 
 from nicoflow._proto.nico import common_pb2, forge_pb2, site_explorer_pb2
 from nicoflow.core.managers.base import ManagerError
@@ -169,6 +170,7 @@ _FW_STATES: dict[int, FirmwareState] = {
 # Least advanced first: a component is as far along as its slowest part.
 _PROGRESS_ORDER = (
     FirmwareState.UNKNOWN,
+    FirmwareState.IDLE,
     FirmwareState.QUEUED,
     FirmwareState.IN_PROGRESS,
     FirmwareState.VERIFYING,
@@ -188,7 +190,10 @@ def status_reading(status: forge_pb2.FirmwareUpdateStatus) -> FirmwareReading:
         error = status.result.error if state == FirmwareState.FAILED else ""
         if status.state == forge_pb2.FW_STATE_CANCELLED and not error:
             error = "firmware update was cancelled"
-        return FirmwareReading(state, error)
+        changed = None
+        if status.HasField("updated_at"):
+            changed = status.updated_at.ToDatetime(tzinfo=UTC)
+        return FirmwareReading(state, error, changed)
     # Not found / unavailable say nothing about the update itself.
     if code in (
         forge_pb2.COMPONENT_MANAGER_STATUS_CODE_NOT_FOUND,
@@ -204,12 +209,14 @@ def combine_readings(parts: Sequence[FirmwareReading]) -> FirmwareReading:
     least advanced part."""
     if not parts:
         return FirmwareReading(FirmwareState.UNKNOWN, "no firmware status reported")
+    stamps = [p.changed_at for p in parts if p.changed_at is not None]
+    changed = max(stamps) if stamps else None
     failed = [p for p in parts if p.state == FirmwareState.FAILED]
     if failed:
         errors = "; ".join(dict.fromkeys(p.error for p in failed if p.error))
-        return FirmwareReading(FirmwareState.FAILED, errors or "firmware update failed")
+        return FirmwareReading(FirmwareState.FAILED, errors or "firmware update failed", changed)
     slowest = min(parts, key=lambda p: _PROGRESS_ORDER.index(p.state))
-    return FirmwareReading(slowest.state, slowest.error)
+    return FirmwareReading(slowest.state, slowest.error, changed)
 
 
 def aggregate_firmware(
@@ -239,6 +246,7 @@ def legacy_firmware_reading(
     found: bool,
     state: str,
     update_complete: bool,
+    armed: bool = True,
     actual_versions: Mapping[str, str],
     desired_entries: Sequence[Mapping[str, str]],
 ) -> FirmwareReading:
@@ -257,6 +265,9 @@ def legacy_firmware_reading(
         return FirmwareReading(FirmwareState.FAILED, f"host firmware upgrade failed: {state}")
     if reprovisioning:
         return FirmwareReading(FirmwareState.VERIFYING)
+    if not armed:
+        # auto-update off: Core will not update this host until asked
+        return FirmwareReading(FirmwareState.IDLE)
     return FirmwareReading(FirmwareState.QUEUED)
 
 

@@ -8,6 +8,7 @@ import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import grpc
@@ -136,8 +137,13 @@ class NicoLegacyComputeManager(ComputeManagerBase):
                 results[cid] = await self._power_one(cid, key, desired, admin_action)
         finally:
             # Shielded so a cancelled task still clears the maintenance overrides.
-            await asyncio.shield(self._remove_overrides(overridden, info.idempotency_key))
-        return results
+            left = await asyncio.shield(self._remove_overrides(overridden, info.idempotency_key))
+        # an override left on suppresses the tray's alerts: the caller must
+        # come back and remove it (release_power_control)
+        return {
+            cid: replace(outcome, cleanup=True) if cid in left else outcome
+            for cid, outcome in results.items()
+        }
 
     async def _insert_override(self, cid: str, key: str) -> bool:
         try:
@@ -153,7 +159,8 @@ class NicoLegacyComputeManager(ComputeManagerBase):
         except CoreError as exc:
             # Only suppresses alert noise; the power action goes ahead without it.
             log.warning("could not insert maintenance override on %s: %s", cid, exc)
-            return False
+            # a lost reply may hide an override that did go in: remove it too
+            return exc.uncertain
         return True
 
     async def _power_one(self, cid: str, key: str, desired: int, action: int) -> Outcome:
@@ -167,25 +174,25 @@ class NicoLegacyComputeManager(ComputeManagerBase):
             )
         except CoreError as exc:
             if not (exc.code == grpc.StatusCode.INVALID_ARGUMENT and ALREADY_SET in exc.details):
-                return Outcome.failure(
-                    f"setting desired power state failed: {exc}", transient=exc.transient
-                )
+                return Outcome.from_error(exc, "setting desired power state failed: ")
         try:
             await self._core.admin_power_control(
                 forge_pb2.AdminPowerControlRequest(machine_id=cid, action=action),  # type: ignore[arg-type]
                 idempotency_key=sub_key(key, "admin-power"),
             )
         except CoreError as exc:
-            return Outcome.failure(str(exc), transient=exc.transient)
+            return Outcome.from_error(exc)
         return Outcome.success()
 
-    async def release_power_control(self, target: Target) -> None:
+    async def release_power_control(self, target: Target) -> list[str]:
         """Remove the maintenance overrides an interrupted power_control left;
         removing an absent override is harmless."""
         self.check_target(target)
-        await self._remove_overrides(target.component_ids, f"release-{uuid.uuid4().hex}")
+        return await self._remove_overrides(target.component_ids, f"release-{uuid.uuid4().hex}")
 
-    async def _remove_overrides(self, ids: Sequence[str], key: str) -> None:
+    async def _remove_overrides(self, ids: Sequence[str], key: str) -> list[str]:
+        """Remove Flow's override from each machine; those it could not."""
+        left: list[str] = []
         for cid in ids:
             try:
                 await self._core.remove_health_report_override(
@@ -195,7 +202,11 @@ class NicoLegacyComputeManager(ComputeManagerBase):
                     idempotency_key=sub_key(key, cid, "override-remove"),
                 )
             except CoreError as exc:
+                if exc.code == grpc.StatusCode.NOT_FOUND:
+                    continue  # not there (any more): nothing to remove
                 log.warning("could not remove maintenance override from %s: %s", cid, exc)
+                left.append(cid)
+        return left
 
     async def get_power_status(self, target: Target) -> PowerStatusMap:
         self.check_target(target)
@@ -292,7 +303,7 @@ class NicoLegacyComputeManager(ComputeManagerBase):
                     idempotency_key=sub_key(info.idempotency_key, cid, "autoupdate"),
                 )
             except CoreError as exc:
-                results[cid] = Outcome.failure(f"enabling firmware auto-update failed: {exc}")
+                results[cid] = Outcome.from_error(exc, "enabling firmware auto-update failed: ")
         window_ids = [c for c in pending if c not in results]
         if window_ids:
             try:
@@ -308,7 +319,7 @@ class NicoLegacyComputeManager(ComputeManagerBase):
             except CoreError as exc:
                 results.update(
                     dict.fromkeys(
-                        window_ids, Outcome.failure(f"setting firmware window failed: {exc}")
+                        window_ids, Outcome.from_error(exc, "setting firmware window failed: ")
                     )
                 )
         return {cid: results[cid] for cid in ids}
@@ -323,6 +334,9 @@ class NicoLegacyComputeManager(ComputeManagerBase):
                 found=cid in machines,
                 state=machines[cid].state if cid in machines else "",
                 update_complete=machines[cid].update_complete if cid in machines else False,
+                armed=cid in machines
+                and machines[cid].HasField("firmware_autoupdate")
+                and machines[cid].firmware_autoupdate,
                 actual_versions=actual.get(cid, {}),
                 desired_entries=desired,
             )

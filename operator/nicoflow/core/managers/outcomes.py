@@ -16,8 +16,14 @@ def merge(*parts: Mapping[str, Outcome]) -> ComponentResults:
             if prev is None:
                 out[cid] = outcome
             elif not outcome.ok or not prev.ok:
-                errors = "; ".join(e for e in (prev.error, outcome.error) if e)
-                out[cid] = Outcome.failure(errors)
+                failed = [o for o in (prev, outcome) if not o.ok]
+                out[cid] = Outcome(
+                    ok=False,
+                    error="; ".join(e for e in (prev.error, outcome.error) if e),
+                    transient=all(o.transient for o in failed),
+                    uncertain=any(o.uncertain for o in failed),
+                    cleanup=prev.cleanup or outcome.cleanup,
+                )
     return out
 
 

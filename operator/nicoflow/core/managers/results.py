@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
+
+from nicoflow.core.client import CoreError
 
 
 @dataclass(frozen=True)
@@ -18,14 +21,25 @@ class Outcome:
     ok: bool
     error: str = ""
     transient: bool = False  # Core could not take the call; a later try may succeed
+    # The call may have applied all the same (its reply was lost): Core's
+    # state must be read before it is sent again.
+    uncertain: bool = False
+    # The call left something in Core to undo (release_power_control).
+    cleanup: bool = False
 
     @classmethod
     def success(cls) -> Outcome:
         return cls(ok=True)
 
     @classmethod
-    def failure(cls, error: str, *, transient: bool = False) -> Outcome:
-        return cls(ok=False, error=error, transient=transient)
+    def failure(cls, error: str, *, transient: bool = False, uncertain: bool = False) -> Outcome:
+        return cls(ok=False, error=error, transient=transient, uncertain=uncertain)
+
+    @classmethod
+    def from_error(cls, exc: CoreError, prefix: str = "") -> Outcome:
+        """A failed Core call, with what its status code says about whether it applied."""
+        text = f"{prefix}{exc}"
+        return cls(ok=False, error=text, transient=exc.transient, uncertain=exc.uncertain)
 
 
 ComponentResults = dict[str, Outcome]
@@ -61,6 +75,8 @@ PowerStatusMap = dict[str, PowerReading]
 
 
 class FirmwareState(StrEnum):
+    # no update is requested for the component (nothing queued or running)
+    IDLE = "idle"
     QUEUED = "queued"
     IN_PROGRESS = "in_progress"
     VERIFYING = "verifying"
@@ -77,6 +93,8 @@ class FirmwareState(StrEnum):
 class FirmwareReading:
     state: FirmwareState
     error: str = ""
+    # when the update entered this state, as Core reports it (None: not said)
+    changed_at: datetime | None = None
 
 
 FirmwareStatusMap = dict[str, FirmwareReading]
