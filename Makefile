@@ -62,3 +62,13 @@ demo-down:
 
 clean:
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache
+
+# make dst SEEDS=20000 [START=0] [JOBS=2] - a longer deterministic simulation run
+# than the corpus in `make test`; prints every failing seed (replay one with
+# `cd tests && ../.venv/bin/python -m dst.run --seed S`)
+.PHONY: dst
+SEEDS ?= 20000
+START ?= 0
+JOBS ?= 2
+dst: setup
+	cd tests && ../$(PY) -m dst.run --seeds $(SEEDS) --start $(START) --jobs $(JOBS)

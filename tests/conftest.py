@@ -2,7 +2,9 @@
 a fresh namespace and a fresh database per test.
 
 Tests under tests/unit are marked `unit` and never start a process; tests under
-tests/integration are marked `integration`. `pytest -m unit` runs in seconds.
+tests/integration are marked `integration`, those under tests/dst (deterministic
+simulation: one process, the simulator over loopback gRPC) `dst`. `pytest -m unit`
+runs in seconds.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.unit)
         elif "integration" in parts:
             item.add_marker(pytest.mark.integration)
+        elif "dst" in parts:
+            item.add_marker(pytest.mark.dst)
 
 
 @pytest.fixture(scope="session")

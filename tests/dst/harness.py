@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -85,13 +86,15 @@ class GuardedCore(CoreClient):
             raise Crash(f"{method} after the crash")
         run.trace.calls += 1
         n = run.trace.calls
-        if run.crash_due("call", n, after=False):
-            run.die(f"crash before call #{n} ({method})")
+        run.per_method[method] += 1
+        nth = run.per_method[method]
+        if run.crash_due("call", n, after=False, method=method, nth=nth):
+            run.die(f"crash before call #{n} ({method} #{nth})")
         try:
             return await super()._invoke(method, request, response_cls, **kw)
         finally:
-            if run.crash_due("call", n, after=True):
-                run.die(f"crash after call #{n} ({method})")
+            if run.crash_due("call", n, after=True, method=method, nth=nth):
+                run.die(f"crash after call #{n} ({method} #{nth})")
 
 
 class Run:
@@ -100,6 +103,7 @@ class Run:
         self.clock = FakeClock(START)
         self.trace = Trace()
         self.dead = False
+        self.per_method: Counter[str] = Counter()
         self.persisted: dict[str, Any] | None = None
         self.rng = random.Random(scenario.seed * 7919 + 1)
         self._pending = list(scenario.crashes)
@@ -111,9 +115,14 @@ class Run:
 
     # -- crashes ---------------------------------------------------------------------
 
-    def crash_due(self, point: str, n: int, *, after: bool) -> bool:
+    def crash_due(
+        self, point: str, n: int, *, after: bool, method: str | None = None, nth: int = 0
+    ) -> bool:
+        """`n`: the count of this point; `nth`: of calls of `method` alone."""
         for c in self._pending:
-            if c.point == point and c.at == n and c.after == after:
+            if c.point != point or c.after != after:
+                continue
+            if (c.method is None and c.at == n) or (c.method == method and c.at == nth):
                 self._pending.remove(c)
                 return True
         return False

@@ -13,8 +13,15 @@ from collections import Counter
 
 from dst.runner import Report, main_sync, summarize
 
+CHUNK = 50
 
-def _chunk(bounds: tuple[int, int]) -> list[Report]:
+
+def chunks(start: int, stop: int) -> list[tuple[int, int]]:
+    return [(s, min(s + CHUNK, stop)) for s in range(start, stop, CHUNK)]
+
+
+def run_chunk(bounds: tuple[int, int]) -> list[Report]:
+    """Seeds [start, stop) in this process (a pool worker)."""
     logging.disable(logging.CRITICAL)
     start, stop = bounds
     reports = main_sync(range(start, stop))
@@ -39,14 +46,9 @@ def main() -> int:
         print(report.explain(lines=10_000))
         return 0 if report.ok else 1
     began = time.monotonic()
-    step = 100
-    chunks = [
-        (s, min(s + step, args.start + args.seeds))
-        for s in range(args.start, args.start + args.seeds, step)
-    ]
     reports: list[Report] = []
-    with multiprocessing.Pool(args.jobs) as pool:
-        for done in pool.imap_unordered(_chunk, chunks):
+    with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
+        for done in pool.imap_unordered(run_chunk, chunks(args.start, args.start + args.seeds)):
             reports.extend(done)
             print(f"... {len(reports)}/{args.seeds} seeds", file=sys.stderr, flush=True)
     reports.sort(key=lambda r: r.seed)

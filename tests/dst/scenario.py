@@ -57,16 +57,19 @@ REFUSAL_CODES = ("UNAVAILABLE", "RESOURCE_EXHAUSTED", "ABORTED", "DEADLINE_EXCEE
 @dataclass(frozen=True)
 class Crash:
     """The operator dies: at its n-th status write (before or after the
-    write lands), or right after its n-th Core call returned (the call did
-    whatever it did; the operator never learns of it)."""
+    write lands), or around its n-th Core call (before it is sent, or right
+    after it returned: the call did whatever it did and the operator never
+    learns of it). With `method`, only calls of that RPC are counted."""
 
     point: Literal["persist", "call"]
     at: int
     after: bool = True
+    method: str | None = None
 
     def describe(self) -> str:
         when = "after" if self.after else "before"
-        return f"crash {when} {self.point} #{self.at}"
+        what = f"{self.method} call" if self.method else self.point
+        return f"crash {when} {what} #{self.at}"
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ in tests/integration."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,7 @@ from nicoflow.api.taskstatus import AppliedRule, ItemPhase, TaskStatus
 from nicoflow.domain.default_rules import builtin_rule
 from nicoflow.domain.rules import parse_rule_definition
 from nicoflow.domain.types import ComponentType, OperationCode, TaskPhase
+from nicoflow.engine import steps
 from nicoflow.engine.plan import Call, CallKind, Component, Observed, Options, Outcome, Plan, Result
 from nicoflow.engine.task import Decision, advance
 
@@ -43,6 +45,8 @@ class Hardware:
     fail_firmware: set[str] = field(default_factory=set)
     errors_left: int = 0  # whole-call failures before calls succeed
     unavailable_left: int = 0  # commands Core cannot take (transient) before it takes them
+    lose_left: int = 0  # commands that apply but whose reply is lost
+    drop_left: int = 0  # commands lost on the way (never applied), reply lost too
     ledger: list[tuple[str, str, str]] = field(default_factory=list)  # (key, id, op)
     firmware: dict[str, str] = field(default_factory=dict)
     _pending: dict[str, tuple[str, int]] = field(default_factory=dict)
@@ -54,6 +58,14 @@ class Hardware:
         if self.unavailable_left > 0 and call.kind.mutating:
             self.unavailable_left -= 1
             return Outcome(call, error="UNAVAILABLE: core is overloaded", transient=True)
+        if self.drop_left > 0 and call.kind.mutating:
+            self.drop_left -= 1
+            return Outcome(call, error="UNAVAILABLE: reply lost", transient=True, uncertain=True)
+        if self.lose_left > 0 and call.kind.mutating:
+            self.lose_left -= 1
+            for cid in call.ids:
+                self._one(call, cid)
+            return Outcome(call, error="UNAVAILABLE: reply lost", transient=True, uncertain=True)
         results: dict[str, Result] = {}
         for cid in call.ids:
             results[cid] = self._one(call, cid)
@@ -377,3 +389,61 @@ def test_endless_unavailability_falls_back_to_attempts_and_fails() -> None:
     first = run.status.stages[0].steps[0]
     assert first.transient_retries == 10
     assert "after 3 attempts" in run.status.message
+
+
+# -- replies lost: Core's state decides what is sent again ------------------------
+
+
+def test_a_lost_reply_is_looked_up_in_core_and_not_sent_again() -> None:
+    hw = Hardware(lose_left=1)
+    run = drive(plan_for(OperationCode.POWER_OFF), hw)
+    assert run.status.phase is TaskPhase.SUCCEEDED, run.status.message
+    # the first stage's command applied once; the read after it was a recovery read
+    assert len(hw.ledger) == len({c for _, c, _ in hw.ledger})
+    first = next(i for i, c in enumerate(run.calls) if c.kind.mutating)
+    assert run.calls[first + 1].recovery
+    assert all(st.transient_retries == 0 for stage in run.status.stages for st in stage.steps)
+
+
+def test_a_command_that_never_arrived_is_sent_again_only_after_the_confirm_window() -> None:
+    hw = Hardware(drop_left=1)
+    plan = dataclasses.replace(plan_for(OperationCode.POWER_OFF), confirm_window=20.0)
+    run = drive(plan, hw)
+    assert run.status.phase is TaskPhase.SUCCEEDED, run.status.message
+    sends = [c for c in run.calls if c.kind is CallKind.POWER_CONTROL]
+    # stage 1: the dropped call, then one resend under a new key
+    assert sends[0].key != sends[1].key
+    assert str(sends[1].key).endswith(".u1")
+    reads = [c for c in run.calls[: run.calls.index(sends[1])] if c.recovery]
+    # read every CONFIRM_POLL seconds for the whole window before resending
+    assert len(reads) >= 20.0 / steps.CONFIRM_POLL
+    assert len(hw.ledger) == len({c for _, c, _ in hw.ledger})
+
+
+def test_a_failed_read_proves_nothing_either_way() -> None:
+    plan = dataclasses.replace(plan_for(OperationCode.POWER_OFF), confirm_window=0.0)
+    # the operator wrote the intent and died before the call went out
+    status = drive(plan, Hardware(), stop_after_persists=2).status
+    assert any(s.intent for stage in status.stages for s in stage.steps)
+    # restarted, it finds every read failing: it must not decide "never arrived"
+    outcomes: list[Outcome] = []
+    now = T0
+    reads = 0
+    for turn in range(20):
+        d = advance(plan, status, outcomes, now, fresh=turn == 0)
+        status = d.status
+        assert not any(c.kind.mutating for c in d.calls), d.calls
+        assert d.calls or d.wake_at, "the engine neither reads nor waits"
+        reads += len(d.calls)
+        outcomes = [Outcome(c, error="INTERNAL: read failed") for c in d.calls]
+        now = max(now, d.wake_at or now) + timedelta(seconds=1)
+    assert reads >= 5
+
+
+def test_a_reset_that_cannot_be_proven_is_not_sent_twice() -> None:
+    hw = Hardware(lose_left=1)  # the reset applies; nothing shows a transition
+    plan = dataclasses.replace(plan_for(OperationCode.WARM_RESET), confirm_window=10.0)
+    run = drive(plan, hw)
+    assert run.status.phase is TaskPhase.FAILED
+    assert "could not prove the reset landed" in run.status.message
+    assert len(hw.ledger) == len({c for _, c, _ in hw.ledger})

@@ -55,6 +55,12 @@ class SimulatorControl:
         found: dict[str, list[str]] = data["repeats"]
         return found
 
+    def injected(self) -> dict[str, int]:
+        """Errors injected per method since the fault plan was last set."""
+        data = self._json("GET", "/v1/faults/injected")
+        counts: dict[str, int] = data["injected"]
+        return counts
+
     def counts(self, by: str = "method") -> dict[str, int]:
         data = self._json("GET", "/v1/ledger/counts", params={"by": by})
         counts: dict[str, int] = data.get("counts", data) if isinstance(data, dict) else data

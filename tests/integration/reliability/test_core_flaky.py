@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import pytest
 from operator_fixtures import Env, module_env
 from reliability.support import PowerRecord, restart_succeeded
@@ -42,20 +41,13 @@ def flaky(env: Env, seed: int, **more: Any) -> None:
     env.control.replace_faults({"seed": seed, "errors": [FLAKY], **more})
 
 
-def injected(env: Env) -> dict[str, int]:
-    reply = httpx.get(f"{env.control.url}/v1/faults/injected", timeout=10)
-    reply.raise_for_status()
-    counts: dict[str, int] = reply.json()["injected"]
-    return counts
-
-
 def test_restart_succeeds_with_every_core_rpc_failing_a_fifth_of_the_time(env: Env) -> None:
     racks = env.racks[:3]
     start = env.last_seq()
     flaky(env, seed=5)
     try:
         ts = env.run("flaky-restart", "restart", racks, timeout=300)
-        hits = injected(env)
+        hits = env.control.injected()
     finally:
         env.control.replace_faults({})
     assert phase(ts) == "Complete", ts["status"]

@@ -75,6 +75,8 @@ def test_fifty_racks_restart_through_five_sigkills(env: Env) -> None:
     # no call repeated under its request id; a resend after a crash goes only
     # to components the first call did not reach, under a new key
     assert env.control.duplicates() == []
+    # nor under a fresh key: what reached each component, counted once
+    assert env.control.repeats(since=start) == {}
     record = PowerRecord.since(env, start)
     assert record.not_once_each_way(env.racks) == {}, killed
     assert record.out_of_order(env.racks) == {}, killed

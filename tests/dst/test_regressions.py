@@ -1,0 +1,189 @@
+"""One named scenario per defect the simulation found in the code before the
+exactly-once fixes; each failed there and passes now. The scenarios are built
+by hand (not drawn from a seed) so they keep meaning the same thing when the
+generator changes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pytest
+
+from dst.harness import Run
+from dst.invariants import check
+from dst.scenario import Crash, Scenario
+from nicoflow.core.managers.nicolegacy_compute import POWER_OVERRIDE_SOURCE
+from nicoflow.domain.default_rules import builtin_rule, builtin_rule_name
+from nicoflow.domain.types import ComponentType, OperationCode, TaskPhase
+from nicoflow.simulator.faults import ErrorRule, FaultPlan
+from nicoflow.simulator.settings import SimSettings
+
+C, NVS, PS = ComponentType.COMPUTE, ComponentType.NVSWITCH, ComponentType.POWERSHELF
+Op = OperationCode
+
+
+def scenario(
+    operation: OperationCode,
+    *,
+    compute: str = "nico",
+    errors: Iterable[ErrorRule] = (),
+    crashes: Iterable[Crash] = (),
+    lag: float = 0.0,
+    latency: float = 2.0,
+) -> Scenario:
+    return Scenario(
+        seed=7,
+        operation=operation,
+        rule=builtin_rule(operation),
+        rule_name=builtin_rule_name(operation),
+        compute_manager=compute,
+        picks={C: 3, NVS: 2, PS: 2},
+        initial_power="on",
+        settings=SimSettings(power_latency=latency, command_lag=lag, firmware_latency=60.0),
+        faults=FaultPlan(errors=tuple(errors), seed=7),
+        crashes=tuple(crashes),
+    )
+
+
+def lost(method: str, code: str = "UNAVAILABLE", times: int = 1) -> ErrorRule:
+    """The call applies in Core and its reply is lost."""
+    return ErrorRule(method=method, code=code, when="after", times=times)
+
+
+async def run(s: Scenario) -> Run:
+    r = Run(s)
+    found: list[str] = []
+
+    async def after() -> None:
+        found.extend(str(v) for v in check(r))
+
+    await r.execute(after)
+    assert found == [], found
+    return r
+
+
+def phase(r: Run) -> TaskPhase:
+    assert r.final is not None
+    return r.final.phase
+
+
+def counted(r: Run, command: str) -> dict[str, int]:
+    """Per targeted component, how often `command` reached it and counted."""
+    assert r.sim is not None
+    out: dict[str, int] = {}
+    for nodes in r.targets.values():
+        for node in nodes:
+            got = r.sim.ledger.delivered(component_id=node.id).get(node.id, [])
+            n = sum(d.command == command and d.counted for d in got)
+            if n:
+                out[node.component.name] = n
+    return out
+
+
+@pytest.mark.parametrize("code", ["UNAVAILABLE", "RESOURCE_EXHAUSTED", "ABORTED"])
+async def test_lost_reply_of_a_power_command_is_not_followed_by_a_second_one(code: str) -> None:
+    # shelves and switches get ComponentPowerControl: its first reply is lost
+    r = await run(scenario(Op.POWER_ON, errors=[lost("ComponentPowerControl", code)]))
+    assert phase(r) is TaskPhase.SUCCEEDED, r.final
+    assert set(counted(r, "on").values()) == {1}
+
+
+async def test_a_deadline_on_a_power_command_is_not_retried_blind() -> None:
+    r = await run(
+        scenario(Op.POWER_OFF, errors=[lost("ComponentPowerControl", "DEADLINE_EXCEEDED")])
+    )
+    assert phase(r) is TaskPhase.SUCCEEDED, r.final
+    assert set(counted(r, "graceful_shutdown").values()) == {1}
+
+
+async def test_a_lost_firmware_start_does_not_start_a_second_update() -> None:
+    r = await run(scenario(Op.UPGRADE, errors=[lost("UpdateComponentFirmware", "ABORTED")]))
+    assert phase(r) is TaskPhase.SUCCEEDED, r.final
+    assert set(counted(r, "update_firmware").values()) == {1}
+
+
+async def test_a_crash_during_a_reset_does_not_reset_a_tray_twice() -> None:
+    # killed right after the first tray's reset went out: the restarted
+    # operator must prove it landed or stop, never reset it again
+    r = await run(
+        scenario(
+            Op.WARM_RESET,
+            compute="nicolegacy",
+            crashes=[Crash("call", 1, after=True, method="AdminPowerControl")],
+            latency=10.0,
+        )
+    )
+    assert all(n == 1 for n in counted(r, "graceful_restart").values())
+
+
+async def test_a_reset_that_cannot_be_proven_fails_the_step_instead_of_repeating() -> None:
+    # an instant reset leaves no transition to see; its reply is lost
+    r = await run(
+        scenario(
+            Op.WARM_RESET,
+            errors=[lost("ComponentPowerControl", "UNAVAILABLE")],
+            latency=0.0,
+        )
+    )
+    assert phase(r) is TaskPhase.FAILED
+    assert r.final is not None
+    assert "could not prove the reset landed" in r.final.message
+    assert set(counted(r, "graceful_restart").values()) == {1}
+
+
+async def test_a_crash_while_a_bmc_has_not_shown_a_command_does_not_resend_it() -> None:
+    # the switches take 10 s to show a command; the operator dies right after
+    # sending their shutdown and comes back at once
+    r = await run(
+        scenario(
+            Op.RESTART,
+            crashes=[Crash("call", 1, after=True, method="ComponentPowerControl")],
+            lag=10.0,
+        )
+    )
+    assert phase(r) is TaskPhase.SUCCEEDED, r.final
+    assert all(n == 1 for n in counted(r, "graceful_shutdown").values())
+
+
+@pytest.mark.parametrize("method", ["SetFirmwareUpdateTimeWindow", "MachineSetAutoUpdate"])
+async def test_host_firmware_arming_is_not_retried_by_the_client(method: str) -> None:
+    # both re-arm Core's host update: a second one may start a second flash
+    r = await run(scenario(Op.UPGRADE, compute="nicolegacy", errors=[lost(method)]))
+    assert r.sim is not None
+    repeated = r.sim.ledger.repeats()
+    assert repeated == {}, repeated
+
+
+async def test_a_maintenance_override_whose_removal_fails_is_removed_later() -> None:
+    refuse = ErrorRule(method="RemoveHealthReportOverride", code="INTERNAL", times=5)
+    r = await run(scenario(Op.RESTART, compute="nicolegacy", errors=[refuse]))
+    assert phase(r) is TaskPhase.SUCCEEDED, r.final
+    assert r.final is not None
+    assert r.final.releases == []
+    assert all(POWER_OVERRIDE_SOURCE not in n.overrides for n in r.targets[C])
+
+
+async def test_a_maintenance_override_whose_insert_reply_was_lost_is_removed() -> None:
+    # INTERNAL: the client does not retry it; the override went in all the same
+    r = await run(
+        scenario(
+            Op.POWER_OFF,
+            compute="nicolegacy",
+            errors=[lost("InsertHealthReportOverride", "INTERNAL", times=2)],
+        )
+    )
+    assert all(POWER_OVERRIDE_SOURCE not in n.overrides for n in r.targets[C])
+
+
+async def test_a_failed_read_after_a_crash_is_not_taken_for_a_command_that_never_arrived() -> None:
+    # killed right after the shelves' power-off went out; the first read
+    # after the restart fails: that says nothing about whether it landed
+    r = await run(
+        scenario(
+            Op.POWER_OFF,
+            crashes=[Crash("call", 1, after=True, method="ComponentPowerControl")],
+            errors=[ErrorRule(method="GetComponentInventory", code="INTERNAL", times=1)],
+        )
+    )
+    assert phase(r) is TaskPhase.SUCCEEDED, r.final
+    assert all(n == 1 for n in counted(r, "graceful_shutdown").values())
