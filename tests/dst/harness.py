@@ -144,6 +144,8 @@ class Run:
         }
         out: dict[ComponentType, list[Node]] = {}
         for ctype, n in self.scenario.picks.items():
+            if not n:
+                continue
             pool = list(pools[ctype])
             out[ctype] = sorted(self.rng.sample(pool, min(n, len(pool))), key=lambda x: x.id)
         return out
@@ -154,14 +156,8 @@ class Run:
         def ids(chosen: dict[ComponentType, tuple[int, ...]]) -> frozenset[str]:
             return frozenset(targets[t][i].id for t, idx in chosen.items() for i in idx)
 
-        return FaultPlan(
-            errors=s.faults.errors,
-            failing=ids(s.failing),
-            flapping=ids(s.flapping),
-            flap_rate=s.faults.flap_rate,
-            stuck_firmware_rate=s.faults.stuck_firmware_rate,
-            firmware_failure_rate=s.faults.firmware_failure_rate,
-            seed=s.seed,
+        return dataclasses.replace(
+            s.faults, failing=ids(s.failing), flapping=ids(s.flapping), seed=s.seed
         )
 
     def _initial_power(self, sim: Simulator, targets: dict[ComponentType, list[Node]]) -> None:
@@ -189,6 +185,7 @@ class Run:
             components=components,
             rule=s.rule,
             options=Options(target_version=s.target_version, sub_targets=s.sub_targets),
+            adaptive_polling=s.rule_name.startswith("builtin-"),
         )
 
     async def _expectations(
@@ -234,6 +231,13 @@ class Run:
             self.sim = sim
             self.targets = self._pick(sim)
             self._initial_power(sim, self.targets)
+            for host in self.targets.get(ComponentType.COMPUTE, []):
+                if self.rng.random() < 0.3:
+                    sim.world.assign_instance(host)  # a tenant's: reboots go through it
+            if s.firmware_current:
+                for nodes in self.targets.values():
+                    for node in nodes:
+                        sim.world.set_firmware(node, sim.world.desired.get(node.family, {}))
             sim.set_faults(self._faults(self.targets))
             self.plan = self._plan()
             settings = CoreClientSettings(

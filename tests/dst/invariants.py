@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 
 from dst.harness import Run
+from nicoflow.core.managers.dpu_reprovision import HOST_UPDATE_SOURCE
 from nicoflow.core.managers.nicolegacy_compute import POWER_OVERRIDE_SOURCE
 from nicoflow.domain.rules import ActionName, RuleStep, effective_power_operation
 from nicoflow.domain.types import ComponentType, OperationCode, TaskPhase
@@ -123,7 +124,8 @@ def check_deliveries(run: Run) -> list[Violation]:
     delivered = run.sim.ledger.delivered()
     for ctype, nodes in run.targets.items():
         plan = planned(run, ctype)
-        for node in nodes:
+        # a host's DPUs get its DPU commands: judged by the host's plan
+        for node in [n for host in nodes for n in (host, *host.dpus)]:
             last: Slot = (0, 0)
             seen: dict[tuple[Slot, str], Delivery] = {}
             for d in delivered.get(node.id, []):
@@ -167,6 +169,8 @@ def _last_power(run: Run, ctype: ComponentType) -> str | None:
                 last, verified = POWER_COMMAND[op], False
             elif action.name is ActionName.VERIFY_POWER_STATUS:
                 verified = True
+            elif action.name is ActionName.FIRMWARE_CONTROL and "dpu" in run.scenario.sub_targets:
+                last = None  # a DPU update reboots the host: its end state is Core's
     return last if verified else None
 
 
@@ -205,10 +209,17 @@ def check_outcome(run: Run) -> list[Violation]:
         reason = next((c.reason for c in final.conditions if c.type == "Failed"), "")
         if reason != "NothingToDo" and not any(x in text for x in names + ids):
             found.append(Violation("unnamed-failure", f"{final.message!r} names no component"))
+    waiting = {d.id for d, _ in world.waiting_for_reprovisioning()}
     for node in run.targets.get(ComponentType.COMPUTE, []):
         if POWER_OVERRIDE_SOURCE in node.overrides:
             found.append(
                 Violation("override-left", f"{node.component.name} keeps {POWER_OVERRIDE_SOURCE}")
+            )
+        busy = any(d.id in waiting for d in node.dpus)
+        if HOST_UPDATE_SOURCE in node.overrides and not busy:
+            # the report keeps tenants off the host: only while its DPUs update
+            found.append(
+                Violation("override-left", f"{node.component.name} keeps {HOST_UPDATE_SOURCE}")
             )
     return found
 

@@ -87,6 +87,8 @@ class Scenario:
     target_version: str = ""
     sub_targets: tuple[str, ...] = ()
     cancel_at_turn: int | None = None
+    # targeted components already run the desired firmware
+    firmware_current: bool = False
     # components (by index among the targeted ones of their type) made to fail
     failing: dict[ComponentType, tuple[int, ...]] = field(default_factory=dict)
     flapping: dict[ComponentType, tuple[int, ...]] = field(default_factory=dict)
@@ -108,6 +110,8 @@ class Scenario:
             "stuck_firmware_rate": self.faults.stuck_firmware_rate,
             "firmware_failure_rate": self.faults.firmware_failure_rate,
             "cancel_at_turn": self.cancel_at_turn,
+            "sub_targets": list(self.sub_targets),
+            "firmware_current": self.firmware_current,
         }
 
     @property
@@ -130,6 +134,10 @@ class Scenario:
             kinds.add("command-lag")
         if self.cancel_at_turn is not None:
             kinds.add("cancel")
+        if "dpu" in self.sub_targets:
+            kinds.add("dpu-firmware")
+        if self.firmware_current:
+            kinds.add("firmware-already-current")
         return kinds
 
 
@@ -284,6 +292,12 @@ def draw(seed: int) -> Scenario:
     else:
         rule, rule_name = random_rule(rng, operation), f"random-{seed}"
     picks = {C: rng.randint(1, 4), NVS: rng.randint(1, 3), PS: rng.randint(1, 3)}
+    firmware = operation.operation_type is OperationType.FIRMWARE_CONTROL
+    sub_targets: tuple[str, ...] = ()
+    if firmware and rng.random() < 0.3:
+        # DPU updates through Core's reprovisioning; only compute trays have DPUs
+        sub_targets = rng.choice((("dpu",), ("dpu", "bmc")))
+        picks = {C: picks[C], NVS: 0, PS: 0}
     settings = SimSettings(
         power_latency=rng.choice((0.0, 2.0, 10.0, 30.0)),
         force_power_latency=rng.choice((0.0, 0.0, 1.0)),
@@ -317,6 +331,8 @@ def draw(seed: int) -> Scenario:
         faults=faults,
         crashes=tuple(crashes),
         target_version="",
+        sub_targets=sub_targets,
+        firmware_current=firmware and rng.random() < 0.2,
         cancel_at_turn=rng.randint(3, 60) if rng.random() < 0.08 else None,
         failing=_indices(rng, picks, 0.1),
         flapping=_indices(rng, picks, 0.05),

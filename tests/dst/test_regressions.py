@@ -12,9 +12,11 @@ import pytest
 from dst.harness import Run
 from dst.invariants import check
 from dst.scenario import Crash, Scenario
+from nicoflow.core.managers.dpu_reprovision import HOST_UPDATE_SOURCE
 from nicoflow.core.managers.nicolegacy_compute import POWER_OVERRIDE_SOURCE
 from nicoflow.domain.default_rules import builtin_rule, builtin_rule_name
 from nicoflow.domain.types import ComponentType, OperationCode, TaskPhase
+from nicoflow.simulator.catalog import Family
 from nicoflow.simulator.faults import ErrorRule, FaultPlan
 from nicoflow.simulator.settings import SimSettings
 
@@ -30,6 +32,11 @@ def scenario(
     crashes: Iterable[Crash] = (),
     lag: float = 0.0,
     latency: float = 2.0,
+    firmware_latency: float = 60.0,
+    firmware_failures: int = 0,
+    picks: dict[ComponentType, int] | None = None,
+    sub_targets: tuple[str, ...] = (),
+    firmware_current: bool = False,
 ) -> Scenario:
     return Scenario(
         seed=7,
@@ -37,11 +44,15 @@ def scenario(
         rule=builtin_rule(operation),
         rule_name=builtin_rule_name(operation),
         compute_manager=compute,
-        picks={C: 3, NVS: 2, PS: 2},
+        picks=picks or {C: 3, NVS: 2, PS: 2},
         initial_power="on",
-        settings=SimSettings(power_latency=latency, command_lag=lag, firmware_latency=60.0),
-        faults=FaultPlan(errors=tuple(errors), seed=7),
+        settings=SimSettings(
+            power_latency=latency, command_lag=lag, firmware_latency=firmware_latency
+        ),
+        faults=FaultPlan(errors=tuple(errors), firmware_failures=firmware_failures, seed=7),
         crashes=tuple(crashes),
+        sub_targets=sub_targets,
+        firmware_current=firmware_current,
     )
 
 
@@ -164,12 +175,12 @@ async def test_a_maintenance_override_whose_removal_fails_is_removed_later() -> 
 
 
 async def test_a_maintenance_override_whose_insert_reply_was_lost_is_removed() -> None:
-    # INTERNAL: the client does not retry it; the override went in all the same
+    # DEADLINE_EXCEEDED: the client does not retry it; the override went in all the same
     r = await run(
         scenario(
             Op.POWER_OFF,
             compute="nicolegacy",
-            errors=[lost("InsertHealthReportOverride", "INTERNAL", times=2)],
+            errors=[lost("InsertHealthReportOverride", "DEADLINE_EXCEEDED", times=2)],
         )
     )
     assert all(POWER_OVERRIDE_SOURCE not in n.overrides for n in r.targets[C])
@@ -187,3 +198,45 @@ async def test_a_failed_read_after_a_crash_is_not_taken_for_a_command_that_never
     )
     assert phase(r) is TaskPhase.SUCCEEDED, r.final
     assert all(n == 1 for n in counted(r, "graceful_shutdown").values())
+
+
+# -- firmware paths and budgets (the "gates that hold" issue) ----------------------
+
+
+async def test_a_retried_firmware_update_gets_the_whole_step_budget_again() -> None:
+    # the built-in upgrade allows 45 min per attempt and two attempts; each job
+    # takes 40 min and the first fails at its end: the retry must not inherit
+    # the 40 minutes the first attempt used
+    r = await run(
+        scenario(
+            Op.UPGRADE,
+            picks={C: 1, NVS: 0, PS: 0},
+            firmware_latency=40 * 60.0,
+            firmware_failures=1,
+        )
+    )
+    assert phase(r) is TaskPhase.SUCCEEDED, r.final
+    assert set(counted(r, "update_firmware").values()) == {2}  # the failed one and the retry
+
+
+@pytest.mark.parametrize("compute", ["nico", "nicolegacy"])
+async def test_a_dpu_firmware_update_completes_and_takes_the_host_report_off(compute: str) -> None:
+    r = await run(
+        scenario(Op.UPGRADE, compute=compute, picks={C: 2, NVS: 0, PS: 0}, sub_targets=("dpu",))
+    )
+    assert phase(r) is TaskPhase.SUCCEEDED, r.final
+    assert r.sim is not None
+    for host in r.targets[C]:
+        assert HOST_UPDATE_SOURCE not in host.overrides, host.component.name
+        for dpu in host.dpus:
+            assert r.sim.world.firmware(dpu) == r.sim.world.desired[Family.DPU]
+
+
+async def test_switches_already_at_the_target_version_are_done_at_once() -> None:
+    r = await run(scenario(Op.UPGRADE, picks={C: 0, NVS: 3, PS: 0}, firmware_current=True))
+    assert phase(r) is TaskPhase.SUCCEEDED, r.final
+    assert counted(r, "update_firmware") == {}
+    assert r.final is not None
+    assert r.final.completion_time is not None
+    assert r.final.start_time is not None
+    assert (r.final.completion_time - r.final.start_time).total_seconds() < 60

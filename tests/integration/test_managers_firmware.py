@@ -26,7 +26,7 @@ from nicoflow.core.managers.dpu_reprovision import (
 )
 from nicoflow.core.managers.nvswitch import NvSwitchManager
 from nicoflow.core.managers.results import MISSING_FROM_CORE, FirmwareState
-from nicoflow.domain.types import ComponentType
+from nicoflow.domain.types import ComponentType, Leftover
 from nicoflow.simulator.catalog import DESIRED_FIRMWARE, SHIPPED_FIRMWARE, Family
 from nicoflow.simulator.site import generate_site
 
@@ -181,12 +181,18 @@ async def test_switch_update_skipped_when_desired_firmware_already_runs() -> Non
         results = await manager.firmware_control(target, FirmwareControlTaskInfo("task-noop"))
         assert all(r.ok for r in results.values())
         assert len(b.sim.ledger) == 0
-        # One switch behind: the update goes out (to the whole target).
+        # One switch behind: the update goes out to that switch only; the
+        # others are done (already at the desired bundle) without a job.
         b.sim.world.set_firmware(nodes[1], {"nvos": "25.02.0001"})
-        await manager.firmware_control(target, FirmwareControlTaskInfo("task-needed"))
+        results = await manager.firmware_control(target, FirmwareControlTaskInfo("task-needed"))
         entries = b.writes(method="UpdateComponentFirmware")
-        assert sorted(e.component_id for e in entries) == sorted(target.component_ids)
+        assert [e.component_id for e in entries] == [nodes[1].id]
         keyed(entries, "task-needed")
+        assert {cid: r.done for cid, r in results.items()} == {
+            nodes[0].id: True,
+            nodes[1].id: False,
+            nodes[2].id: True,
+        }
 
 
 @pytest.mark.parametrize("ctype", [CT.NVSWITCH, CT.POWERSHELF, CT.COMPUTE])
@@ -344,22 +350,36 @@ async def test_dpu_subtarget_reprovisions_the_dpus(compute: str) -> None:
         assert [(e.component_id, e.details["instance_id"]) for e in resets] == [(tenant, instance)]
         assert resets[0].details["apply_updates_on_reboot"] is True
 
-        status = await manager.get_dpu_firmware_status(target)
+        # asked again while it runs (a retry after a lost reply): Core's state
+        # shows it all under way, so nothing is triggered or rebooted twice
+        mark = b.last_seq()
+        again = await manager.firmware_control(
+            target, FirmwareControlTaskInfo("task-dpu-retry", sub_targets=("DPU",))
+        )
+        assert all(r.ok for r in again.values()), again
+        assert {e.method for e in b.writes(mark)} <= {"InsertMachineHealthReport"}
+
+        status = await manager.get_firmware_status(target, ("dpu",))
         assert {r.state for r in status.values()} == {FS.IN_PROGRESS}
+        # while the DPUs are reprovisioned the report stays on the hosts
+        assert sorted(await manager.release(target, Leftover.HOST_UPDATE)) == sorted(
+            (plain, tenant)
+        )
         b.advance(POWER_LATENCY + DPU_LATENCY)
-        status = await manager.get_dpu_firmware_status(target)
+        status = await manager.get_firmware_status(target, ("dpu",))
         assert {r.state for r in status.values()} == {FS.COMPLETED}
+        # done: the reading says the report must come off
+        assert {r.cleanup for r in status.values()} == {Leftover.HOST_UPDATE}
         for host in (plain, tenant):
             for dpu in world.node(host).dpus:
                 assert world.firmware(dpu) == dict(DESIRED_FIRMWARE[Family.DPU])
 
         mark = b.last_seq()
-        await manager.finish_dpu_firmware(target, "task-dpu")
+        assert await manager.release(target, Leftover.HOST_UPDATE) == []
         removed = b.writes(mark)
         assert [(e.method, e.details["source"]) for e in removed] == [
             ("RemoveMachineHealthReport", HOST_UPDATE_SOURCE)
         ] * 2
-        keyed(removed, "task-dpu")
         assert all(world.alerts(world.node(h)) == [] for h in (plain, tenant))
 
 

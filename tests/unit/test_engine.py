@@ -447,3 +447,37 @@ def test_a_reset_that_cannot_be_proven_is_not_sent_twice() -> None:
     assert run.status.phase is TaskPhase.FAILED
     assert "could not prove the reset landed" in run.status.message
     assert len(hw.ledger) == len({c for _, c, _ in hw.ledger})
+
+
+def test_a_written_rule_is_polled_no_faster_than_its_interval() -> None:
+    rule = """
+steps:
+  - componentType: powershelf
+    stage: 1
+    mainOperation: {name: PowerControl, parameters: {operation: power_off}}
+    postOperation:
+      - {name: VerifyPowerStatus, pollInterval: 20s, timeout: 5m,
+         parameters: {expectedStatus: "off"}}
+"""
+    hw = Hardware(latency_polls=3)
+    plan = plan_for(OperationCode.POWER_OFF, rule_yaml=rule)
+    run = drive(plan, hw)
+    assert run.status.phase is TaskPhase.SUCCEEDED, run.status.message
+    reads = [c for c in run.calls if c.kind is CallKind.POWER_STATUS]
+    assert len(reads) >= 2
+    # every read but the first comes a whole interval after the one before
+    step = run.status.stages[0].steps[0]
+    assert step.finished_at is not None
+    assert step.started_at is not None
+    assert (step.finished_at - step.started_at).total_seconds() >= 20 * (len(reads) - 1)
+
+
+def test_a_built_in_rule_polls_fast_at_first() -> None:
+    hw = Hardware(latency_polls=3)
+    plan = dataclasses.replace(plan_for(OperationCode.POWER_OFF), adaptive_polling=True)
+    run = drive(plan, hw)
+    step = run.status.stages[0].steps[0]
+    assert step.finished_at is not None
+    assert step.started_at is not None
+    # four reads a second or so apart, far below the built-in 10 s interval
+    assert (step.finished_at - step.started_at).total_seconds() < 10

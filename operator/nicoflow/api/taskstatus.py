@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from nicoflow.domain.types import ComponentType, TaskPhase
+from nicoflow.domain.types import ComponentType, Leftover, TaskPhase
 
 MAX_ERROR = 512
 MAX_COMPONENTS_PER_STEP = 128
@@ -135,6 +135,11 @@ class StageStatus(_Status):
     steps: list[StepStatus] = Field(default_factory=list, max_length=MAX_STEPS_PER_STAGE)
 
 
+class Release(_Status):
+    id: CoreId
+    leftover: Leftover
+
+
 class AppliedRule(_Status):
     name: str = Field(max_length=253)
     source: str = Field(max_length=32, description="explicit, selector, default or builtin.")
@@ -170,12 +175,13 @@ class TaskStatus(_Status):
         max_length=256,
         description="Components that received a state-changing call (set when cancelled).",
     )
-    releases: list[CoreId] = Field(
+    releases: list[Release] = Field(
         default_factory=list,
         max_length=256,
-        description="Compute trays whose maintenance override (set in NICo Core for a power "
-        "command) could not be removed yet; the operator keeps trying, even after the Task "
-        "finished, because the override silences the tray's alerts.",
+        description="What the Task's commands left in NICo Core that is not taken away yet "
+        "(a maintenance override that silences a tray's alerts, the report that keeps tenants "
+        "off a host during a DPU update); the operator keeps trying, even after the Task "
+        "finished.",
     )
     release_attempts: int = Field(0, ge=0)
     release_at: datetime | None = Field(None, description="Next attempt to remove them.")

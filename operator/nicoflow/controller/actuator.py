@@ -24,6 +24,7 @@ from nicoflow.core.managers.results import (
     FirmwareState,
     PowerStatus,
 )
+from nicoflow.domain.types import Leftover
 from nicoflow.engine.plan import Call, CallKind, Observed, Options, Outcome, Result
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ _BRING_UP = {
 
 def _controls(results: ComponentResults) -> dict[str, Result]:
     return {
-        cid: Result(Observed.OK, cleanup=r.cleanup)
+        cid: Result(Observed.COMPLETED if r.done else Observed.OK, cleanup=r.cleanup)
         if r.ok
         else Result(
             Observed.FAILED,
@@ -113,16 +114,21 @@ class Actuator:
                     # after a restart: undo what an interrupted power call left
                     # behind (the legacy manager's maintenance overrides), whether
                     # or not the read that follows succeeds
-                    left = await manager.release_power_control(target)
+                    left = await manager.release(target, Leftover.POWER_OVERRIDE)
                 readings = await manager.get_power_status(target)
                 return {
-                    cid: Result(_POWER.get(r.state, Observed.UNKNOWN), r.error, cleanup=cid in left)
+                    cid: Result(
+                        _POWER.get(r.state, Observed.UNKNOWN),
+                        r.error,
+                        cleanup=Leftover.POWER_OVERRIDE if cid in left else None,
+                    )
                     for cid, r in readings.items()
                 }
             case CallKind.RELEASE:
-                left = await manager.release_power_control(target)
+                assert call.leftover is not None
+                left = await manager.release(target, call.leftover)
                 return {
-                    cid: Result(Observed.FAILED, "maintenance override still set", cleanup=True)
+                    cid: Result(Observed.FAILED, f"{call.leftover.value} still set")
                     if cid in left
                     else Result(Observed.OK)
                     for cid in call.ids
@@ -138,9 +144,13 @@ class Actuator:
                 )
                 return _controls(await manager.firmware_control(target, fw))
             case CallKind.FIRMWARE_STATUS:
-                readings_fw = await manager.get_firmware_status(target)
+                readings_fw = await manager.get_firmware_status(
+                    target, call.sub_targets, call.target_version
+                )
                 return {
-                    cid: Result(_FIRMWARE[r.state], r.error, changed_at=r.changed_at)
+                    cid: Result(
+                        _FIRMWARE[r.state], r.error, changed_at=r.changed_at, cleanup=r.cleanup
+                    )
                     for cid, r in readings_fw.items()
                 }
             case CallKind.BRING_UP_CONTROL:

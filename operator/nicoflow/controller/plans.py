@@ -8,6 +8,7 @@ from typing import Any
 from nicoflow.api.task import TaskRunSpec
 from nicoflow.api.taskstatus import TaskStatus
 from nicoflow.domain.conflicts import Footprint
+from nicoflow.domain.rules import RuleSource
 from nicoflow.domain.types import ComponentType
 from nicoflow.engine.plan import Component, Options, Plan
 
@@ -40,6 +41,7 @@ def plan_from_task(body: dict[str, Any], *, cancel: bool = False) -> Plan:
         rule=spec.rule.definition,
         options=options,
         cancel=cancel or spec.cancel,
+        adaptive_polling=spec.rule.source is RuleSource.BUILTIN,
     )
 
 

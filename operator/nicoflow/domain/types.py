@@ -42,6 +42,15 @@ _DISPLAY = {
 }
 
 
+class Leftover(StrEnum):
+    """What a command may leave in NICo Core that Flow must take away again."""
+
+    # the legacy compute manager's maintenance override (silences the tray's alerts)
+    POWER_OVERRIDE = "power-override"
+    # the report that keeps tenants off a host while its DPUs are updated
+    HOST_UPDATE = "host-update"
+
+
 class OperationType(StrEnum):
     POWER_CONTROL = "power_control"
     FIRMWARE_CONTROL = "firmware_control"
@@ -67,6 +76,15 @@ class OperationCode(StrEnum):
     def operation_type(self) -> OperationType:
         return OPERATION_TYPE_OF[self]
 
+    @property
+    def disruptive(self) -> bool:
+        """Takes running hardware down or changes it (power off, resets,
+        firmware, bring-up's power cycle): bounded in how many racks it may
+        hit at once."""
+        return self not in _GENTLE
+
+
+_GENTLE = frozenset({OperationCode.POWER_ON, OperationCode.FORCE_POWER_ON, OperationCode.INGEST})
 
 OPERATION_TYPE_OF: dict[OperationCode, OperationType] = {
     **dict.fromkeys(

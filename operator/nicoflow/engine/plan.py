@@ -11,7 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from nicoflow.domain.rules import RuleDefinition
-from nicoflow.domain.types import ComponentType, OperationCode
+from nicoflow.domain.types import ComponentType, Leftover, OperationCode
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,9 @@ class Plan:
     # how long a command of unknown outcome is looked for in Core's state
     # before it counts as not received (the operator's --confirm-window)
     confirm_window: float = 30.0
+    # poll faster than the rule's pollInterval at first (built-in rules, whose
+    # intervals are Flow's own defaults); a rule someone wrote is taken at its word
+    adaptive_polling: bool = False
 
     def of(self, ctype: ComponentType) -> tuple[Component, ...]:
         return self.components.get(ctype, ())
@@ -54,8 +57,8 @@ class CallKind(StrEnum):
     BRING_UP_STATUS = "GetBringUpStatus"
     INJECT_EXPECTATION = "InjectExpectation"
     FIRMWARE_CONSISTENCY = "VerifyFirmwareConsistency"
-    # undo what a power command left in Core (the legacy manager's maintenance overrides)
-    RELEASE = "ReleasePowerControl"
+    # take away what commands left in Core (see domain.types.Leftover)
+    RELEASE = "ReleaseLeftovers"
 
     @property
     def mutating(self) -> bool:
@@ -85,6 +88,7 @@ class Call:
     key: str | None = None  # idempotency key of a state-changing call
     recovery: bool = False  # a read made to learn whether an earlier call landed
     release: bool = False  # ... after a restart: also undo what the interrupted call left
+    leftover: Leftover | None = None  # RELEASE: what to take away
 
     @property
     def addressed_type(self) -> ComponentType:
@@ -122,8 +126,8 @@ class Result:
     transient: bool = False  # Core could not take the call: retry later, not a failed attempt
     # a command that failed this way may have applied all the same (lost reply)
     uncertain: bool = False
-    # the call left something in Core that a RELEASE call must undo
-    cleanup: bool = False
+    # the call left this in Core for a RELEASE call to take away
+    cleanup: Leftover | None = None
 
 
 @dataclass(frozen=True)

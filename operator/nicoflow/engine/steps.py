@@ -7,10 +7,11 @@ Core calls to make; nothing here performs I/O."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from nicoflow.api.taskstatus import ComponentResult, Intent, ItemPhase, StepStatus
+from nicoflow.api.taskstatus import ComponentResult, Intent, ItemPhase, Release, StepStatus
 from nicoflow.domain.durations import format_duration, parse_duration
 from nicoflow.domain.rules import (
     ActionConfig,
@@ -68,8 +69,8 @@ class StepOutput:
     persist: bool = False
     wake_at: datetime | None = None
     events: list[Event] = field(default_factory=list)
-    # components a call left something on that must be undone (Task-level)
-    releases: list[str] = field(default_factory=list)
+    # what calls left in Core that must be taken away (Task-level)
+    releases: list[Release] = field(default_factory=list)
 
 
 def actions_of(step: RuleStep) -> list[ActionConfig]:
@@ -237,12 +238,15 @@ def _fail(st: StepStatus, ids: list[str], error: str, out: StepOutput) -> None:
     out.persist = True
 
 
-def _poll_delay(action: ActionConfig, st: StepStatus, now: datetime) -> float:
-    """Poll fast at first and back off to the rule's interval: a quick transition
-    is seen within about a second, a long one costs few calls."""
+def _poll_delay(ctx: StepContext, action: ActionConfig, st: StepStatus) -> float:
+    """The rule's poll interval. For built-in rules: fast at first, backing
+    off to the interval, so a quick transition is seen within about a second
+    and a long one costs few calls."""
     interval = action.poll_interval_seconds() or MIN_POLL_SECONDS
-    started = st.action_started_at or now
-    elapsed = (now - started).total_seconds()
+    if not ctx.plan.adaptive_polling:
+        return max(MIN_POLL_SECONDS, interval)
+    started = st.action_started_at or ctx.now
+    elapsed = (ctx.now - started).total_seconds()
     return max(MIN_POLL_SECONDS, min(interval, elapsed / 4))
 
 
@@ -256,6 +260,13 @@ def _key(ctx: StepContext, st: StepStatus, suffix: str = "") -> str:
 
 
 def _call(ctx: StepContext, kind: CallKind, ids: list[str], **kw: object) -> Call:
+    if kind is CallKind.FIRMWARE_STATUS:
+        # the progress asked for is that of the update asked for (its parts,
+        # DPUs included, and version)
+        kw.setdefault("sub_targets", ctx.plan.options.sub_targets)
+        kw.setdefault(
+            "target_version", version_for(ctx.plan.options.target_version, ctx.rule.component_type)
+        )
     return Call(
         stage=ctx.stage,
         component_type=ctx.rule.component_type,
@@ -412,7 +423,7 @@ def _run(
             ids = [c.id for c in ctx.plan.of(t)]
             out.calls.append(_call(ctx, CallKind.POWER_STATUS, ids, target_type=t))
         st.polls += 1
-        st.next_at = now + timedelta(seconds=_poll_delay(action, st, now))
+        st.next_at = now + timedelta(seconds=_poll_delay(ctx, action, st))
         return False
 
     if name in (ActionName.GET_POWER_STATUS, ActionName.VERIFY_FIRMWARE_CONSISTENCY):
@@ -444,7 +455,7 @@ def _poll(
 ) -> bool:
     out.calls.append(_call(ctx, kind, ids))
     st.polls += 1
-    st.next_at = ctx.now + timedelta(seconds=_poll_delay(action, st, ctx.now))
+    st.next_at = ctx.now + timedelta(seconds=_poll_delay(ctx, action, st))
     return False
 
 
@@ -486,8 +497,10 @@ def _apply(
     ctx: StepContext, st: StepStatus, action: ActionConfig, outcome: Outcome, out: StepOutput
 ) -> None:
     call = outcome.call
-    if call.kind.mutating or call.recovery:
-        out.releases.extend(cid for cid in call.ids if outcome.of(cid).cleanup)
+    if call.kind.mutating or call.release:
+        # what a command (or, after a restart, the clean-up of an interrupted
+        # one) left in Core; firmware reads report theirs when a component ends
+        out.releases.extend(_leftovers(outcome, call.ids))
     if call.recovery:
         _apply_recovery(ctx, st, outcome, out)
         return
@@ -514,7 +527,9 @@ def _apply(
         elif name is ActionName.FIRMWARE_CONTROL:
             if result.state is Observed.COMPLETED:
                 st.done.append(cid)
+                out.releases.extend(_leftovers(outcome, [cid]))
             elif result.state is Observed.FAILED and not outcome.error:
+                out.releases.extend(_leftovers(outcome, [cid]))
                 _retry_or_fail(ctx, st, [cid], f"firmware update failed: {result.error}", out)
         elif name in (ActionName.GET_POWER_STATUS, ActionName.VERIFY_FIRMWARE_CONSISTENCY):
             if outcome.error:
@@ -544,11 +559,15 @@ def _apply_mutation(
     for cid in call.ids:
         result = outcome.of(cid)
         comp = _component(st, cid)
-        if result.state is Observed.OK:
+        if result.state in (Observed.OK, Observed.COMPLETED):
             comp.commanded = True
             comp.attempts += 0 if escalation else 1
             if not escalation:
                 st.issued.append(cid)
+            if result.state is Observed.COMPLETED and cid not in st.done:
+                # already where the command would take it (firmware at the
+                # target version): Core starts no job, so none is waited for
+                st.done.append(cid)
         elif result.uncertain and not escalation:
             # the reply was lost: the command may have landed all the same
             unknown[cid] = result
@@ -586,6 +605,14 @@ def _apply_mutation(
     _retry_or_fail(ctx, st, list(errors), f"{label} failed: {first}", out)
 
 
+def _leftovers(outcome: Outcome, ids: Iterable[str]) -> list[Release]:
+    return [
+        Release(id=cid, leftover=left)
+        for cid in ids
+        if (left := outcome.of(cid).cleanup) is not None
+    ]
+
+
 def _retry_or_fail(
     ctx: StepContext, st: StepStatus, ids: list[str], error: str, out: StepOutput
 ) -> None:
@@ -594,6 +621,11 @@ def _retry_or_fail(
         st.attempt += 1
         st.issued = [i for i in st.issued if i not in ids]
         st.next_at = ctx.now + timedelta(seconds=policy.delay_before_attempt(st.attempt))
+        # every attempt has the whole step and action budget, as documented:
+        # its clocks start when it does
+        st.batch_started_at = st.next_at
+        st.action_started_at = None
+        st.polls = 0
         for cid in ids:
             _component(st, cid).error = f"attempt {st.attempt - 1}: {error}"[:512]
         return
@@ -604,16 +636,20 @@ def _landed(intent: Intent, result: Result) -> bool | None:
     """Whether Core's state shows the intent's call reached a component; None
     when the read says nothing either way."""
     state = result.state
-    if state is Observed.UNKNOWN or (state is Observed.FAILED and not result.changed_at):
-        return None
     kind, _, op = intent.action.partition("/")
+    if state is Observed.UNKNOWN:
+        return None
     if kind == CallKind.FIRMWARE_CONTROL.value:
         if state in _FIRMWARE_ACTIVE:
             return True
-        # a finished job counts only if it is newer than the command
-        return state in _FIRMWARE_DONE and (
-            result.changed_at is None or result.changed_at >= intent.issued_at
-        )
+        if state in _FIRMWARE_DONE and result.changed_at is not None:
+            # a finished job counts only if it is newer than the command
+            return result.changed_at >= intent.issued_at
+        # undated: "completed" means the versions are there; a failure is
+        # taken as an earlier one (sending again is then a legitimate retry)
+        return state is Observed.COMPLETED
+    if state is Observed.FAILED:
+        return None  # the read failed for this component
     if kind == CallKind.BRING_UP_CONTROL.value:
         return state in _BRING_UP_LANDED
     if kind == CallKind.INJECT_EXPECTATION.value:

@@ -11,15 +11,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from nicoflow.api.taskstatus import Condition, ItemPhase, StageStatus, StepStatus, TaskStatus
+from nicoflow.api.taskstatus import (
+    Condition,
+    ItemPhase,
+    Release,
+    StageStatus,
+    StepStatus,
+    TaskStatus,
+)
 from nicoflow.domain.types import ComponentType, TaskPhase
 from nicoflow.engine import steps
 from nicoflow.engine.plan import Call, CallKind, Event, Observed, Outcome, Plan
 
 MAX_MESSAGE = 512
-# Removing a maintenance override that stayed behind: tries, and the pause
+# Taking away what a command left in Core (see Leftover): tries, and the pause
 # before try n (RELEASE_DELAY * 2**(n-1), at most RELEASE_DELAY_MAX).
-MAX_RELEASE_ATTEMPTS = 10
+MAX_RELEASE_ATTEMPTS = 20
 RELEASE_DELAY = 5.0
 RELEASE_DELAY_MAX = 300.0
 
@@ -61,7 +68,7 @@ def advance(
     releases = [o for o in outcomes if o.call.kind is CallKind.RELEASE]
     outcomes = [o for o in outcomes if o.call.kind is not CallKind.RELEASE]
     _released(st, releases, d)
-    found: list[str] = []
+    found: list[Release] = []
     if not st.phase.finished:
         _advance(plan, st, outcomes, now, fresh, d, found)
     _release(st, found, now, d)
@@ -75,7 +82,7 @@ def _advance(
     now: datetime,
     fresh: bool,
     d: Decision,
-    releases: list[str],
+    releases: list[Release],
 ) -> None:
     if st.phase is not TaskPhase.RUNNING:
         _start(plan, st, now, d)
@@ -120,18 +127,24 @@ def _advance(
 
 
 def _released(st: TaskStatus, outcomes: list[Outcome], d: Decision) -> None:
-    """What the removal of left-behind overrides achieved."""
+    """What taking away the Task's leftovers achieved."""
     for outcome in outcomes:
+        kind = outcome.call.leftover
         done = {cid for cid in outcome.call.ids if outcome.of(cid).state is Observed.OK}
         if done:
-            st.releases = [cid for cid in st.releases if cid not in done]
+            st.releases = [r for r in st.releases if not (r.leftover is kind and r.id in done)]
             d.persist = True
 
 
-def _release(st: TaskStatus, found: list[str], now: datetime, d: Decision) -> None:
-    """Keep removing what power commands left in Core until it is gone; a
-    Task is not done before that (even once its phase is final)."""
-    new = [cid for cid in dict.fromkeys(found) if cid not in st.releases]
+def _release(st: TaskStatus, found: list[Release], now: datetime, d: Decision) -> None:
+    """Keep taking away what the Task's commands left in Core until it is
+    gone; a Task is not done before that (even once its phase is final)."""
+    known = {(r.id, r.leftover) for r in st.releases}
+    new: list[Release] = []
+    for r in found:
+        if (r.id, r.leftover) not in known:
+            known.add((r.id, r.leftover))
+            new.append(r)
     if new:
         st.releases = [*st.releases, *new][:256]
         st.release_at = None
@@ -145,14 +158,14 @@ def _release(st: TaskStatus, found: list[str], now: datetime, d: Decision) -> No
         d.wake(st.release_at)
         return
     if st.release_attempts >= MAX_RELEASE_ATTEMPTS:
-        names = ", ".join(st.releases[:8])
+        names = ", ".join(f"{r.leftover.value} on {r.id}" for r in st.releases[:8])
         d.events.append(
             Event(
                 "Warning",
-                "OverrideLeft",
-                f"could not remove Flow's maintenance override from {names} after "
-                f"{st.release_attempts} tries; its alerts stay suppressed until someone "
-                "removes the override (source flow-power-control) in NICo Core",
+                "LeftoverNotRemoved",
+                f"could not take away {names} after {st.release_attempts} tries; remove it in "
+                "NICo Core by hand (a power-override silences the tray's alerts, a host-update "
+                "report keeps tenants off the host)",
             )
         )
         st.releases, st.release_at, st.release_attempts = [], None, 0
@@ -162,14 +175,16 @@ def _release(st: TaskStatus, found: list[str], now: datetime, d: Decision) -> No
     delay = min(RELEASE_DELAY_MAX, RELEASE_DELAY * 2 ** (st.release_attempts - 1))
     st.release_at = now + timedelta(seconds=delay)
     d.persist = True
-    d.calls.append(
-        Call(
-            stage=0,
-            component_type=ComponentType.COMPUTE,
-            kind=CallKind.RELEASE,
-            ids=tuple(st.releases),
+    for kind in dict.fromkeys(r.leftover for r in st.releases):
+        d.calls.append(
+            Call(
+                stage=0,
+                component_type=ComponentType.COMPUTE,
+                kind=CallKind.RELEASE,
+                ids=tuple(r.id for r in st.releases if r.leftover is kind),
+                leftover=kind,
+            )
         )
-    )
 
 
 def _ctx(
@@ -290,10 +305,10 @@ def _fail(st: TaskStatus, message: str, now: datetime, d: Decision, *, reason: s
     d.events.append(Event("Warning", "Failed", st.message))
 
 
-def _absorb(plan: Plan, st: TaskStatus, outcomes: list[Outcome], now: datetime) -> list[str]:
+def _absorb(plan: Plan, st: TaskStatus, outcomes: list[Outcome], now: datetime) -> list[Release]:
     """Record what calls already made did, so a cancelled Task says what it
     commanded; the components they left something on."""
-    releases: list[str] = []
+    releases: list[Release] = []
     for stage in st.stages:
         if stage.phase is not ItemPhase.RUNNING:
             continue

@@ -120,6 +120,8 @@ class FaultPlan:
     stuck_firmware: frozenset[str] = frozenset()
     stuck_firmware_rate: float = 0.0
     firmware_failure_rate: float = 0.0
+    # The first this many firmware jobs fail (whatever the rate says).
+    firmware_failures: int = 0
     # Components whose power reads flap (wrong state with `flap_rate`).
     flapping: frozenset[str] = frozenset()
     flap_rate: float = 0.5
@@ -159,6 +161,7 @@ class FaultPlan:
             firmware_failure_rate=_rate(
                 data.get("firmware_failure_rate", 0.0), "firmware_failure_rate"
             ),
+            firmware_failures=int(data.get("firmware_failures", 0)),
             flapping=_ids(data.get("flapping")),
             flap_rate=_rate(data.get("flap_rate", 0.5), "flap_rate"),
             leaks=_ids(data.get("leaks")),
@@ -173,6 +176,7 @@ class FaultPlan:
             "stuck_firmware": sorted(self.stuck_firmware),
             "stuck_firmware_rate": self.stuck_firmware_rate,
             "firmware_failure_rate": self.firmware_failure_rate,
+            "firmware_failures": self.firmware_failures,
             "flapping": sorted(self.flapping),
             "flap_rate": self.flap_rate,
             "leaks": sorted(self.leaks),
@@ -215,6 +219,7 @@ class Injector:
         self.plan = plan
         self.rng = random.Random(plan.seed)
         self._used: dict[int, int] = {}
+        self._firmware_failures_left = plan.firmware_failures
         # errors injected per method under this plan: reads leave no ledger
         # entry, so this is how a test proves its faults reached them
         self.injected: Counter[str] = Counter()
@@ -255,6 +260,9 @@ class Injector:
         )
 
     def firmware_fails(self, *keys: str) -> bool:
+        if self._firmware_failures_left > 0:
+            self._firmware_failures_left -= 1
+            return True
         return self.failing(*keys) or self.chance(self.plan.firmware_failure_rate)
 
     def flaps(self, *keys: str) -> bool:

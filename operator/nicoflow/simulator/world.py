@@ -394,6 +394,8 @@ class World:
         delay = self.settings.power_manager_delay
         if delay is None or node.power.settled_at() is not None:
             return False
+        if self.faults.failing(node.id, node.serial):
+            return False  # its BMC refuses Core's power manager as it refuses us
         if state not in (Power.ON, Power.OFF) or (state == Power.ON) == node.desired_power:
             return False
         return now - node.desired_power_at >= delay and node.rack.feed.is_fed(now)

@@ -20,7 +20,7 @@ from nicoflow.core.managers.results import (
     FirmwareStatusMap,
     PowerStatusMap,
 )
-from nicoflow.domain.types import ComponentType, OperationCode
+from nicoflow.domain.types import ComponentType, Leftover, OperationCode
 
 
 class Capability(StrEnum):
@@ -129,10 +129,11 @@ class ComponentManager:
     async def get_power_status(self, target: Target) -> PowerStatusMap:
         raise self._unsupported(Capability.POWER_STATUS)
 
-    async def release_power_control(self, target: Target) -> list[str]:
-        """Clear what an interrupted power_control may have left in Core (the
-        caller crashed mid-call); the components still holding something.
-        Idempotent; nothing to do for most managers."""
+    async def release(self, target: Target, leftover: Leftover) -> list[str]:
+        """Take away what Flow's commands left in Core for these components (a
+        power command interrupted or whose clean-up failed; a DPU update that
+        is over); the components that still hold it. Idempotent; nothing to
+        do for most managers."""
         return []
 
     async def firmware_control(
@@ -140,7 +141,11 @@ class ComponentManager:
     ) -> ComponentResults:
         raise self._unsupported(Capability.FIRMWARE_CONTROL)
 
-    async def get_firmware_status(self, target: Target) -> FirmwareStatusMap:
+    async def get_firmware_status(
+        self, target: Target, sub_targets: Sequence[str] = (), target_version: str = ""
+    ) -> FirmwareStatusMap:
+        """Progress of the update `sub_targets` and `target_version` asked for
+        (as in firmware_control)."""
         raise self._unsupported(Capability.FIRMWARE_STATUS)
 
     async def bring_up_control(self, target: Target, info: BringUpTaskInfo) -> ComponentResults:

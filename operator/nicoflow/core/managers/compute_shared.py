@@ -11,13 +11,14 @@ from nicoflow.core.client import CoreClient, CoreError
 from nicoflow.core.managers import expectations
 from nicoflow.core.managers.base import (
     BringUpTaskInfo,
+    Capability,
     ComponentManager,
     ExpectationInfo,
     Target,
 )
 from nicoflow.core.managers.dpu_reprovision import DpuReprovisioner
 from nicoflow.core.managers.ids import is_ip_address, machine_ids, sub_key
-from nicoflow.core.managers.mapping import ingestion_state
+from nicoflow.core.managers.mapping import combine_readings, ingestion_state
 from nicoflow.core.managers.results import (
     BringUpReading,
     BringUpState,
@@ -27,6 +28,8 @@ from nicoflow.core.managers.results import (
     Outcome,
     complete_bring_up,
 )
+from nicoflow.core.managers.subtargets import parse_subtargets
+from nicoflow.domain.types import ComponentType, Leftover
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +99,28 @@ class ComputeManagerBase(ComponentManager):
                 got[cid] = BringUpReading(BringUpState.UNKNOWN, str(exc))
         return complete_bring_up(target.component_ids, got)
 
-    # DPU reprovisioning progress, for callers polling between reconciles.
-    async def get_dpu_firmware_status(self, target: Target) -> FirmwareStatusMap:
+    async def get_firmware_status(
+        self, target: Target, sub_targets: Sequence[str] = (), target_version: str = ""
+    ) -> FirmwareStatusMap:
+        """The tray update's progress, the DPUs' with the `dpu` sub-target;
+        a host is as far along as the slower of the two."""
         self.check_target(target)
-        return await self._dpu.status(target.component_ids)
+        sub = parse_subtargets(ComponentType.COMPUTE, sub_targets)
+        parts: list[FirmwareStatusMap] = []
+        if sub.tray_update:
+            parts.append(await self.tray_firmware_status(target, sub_targets, target_version))
+        if sub.dpu:
+            parts.append(await self._dpu.status(target.component_ids))
+        return {cid: combine_readings([p[cid] for p in parts]) for cid in target.component_ids}
 
-    async def finish_dpu_firmware(self, target: Target, idempotency_key: str) -> None:
+    async def tray_firmware_status(
+        self, target: Target, sub_targets: Sequence[str], target_version: str
+    ) -> FirmwareStatusMap:
+        raise self._unsupported(Capability.FIRMWARE_STATUS)
+
+    async def release(self, target: Target, leftover: Leftover) -> list[str]:
+        """The update report of hosts whose DPUs are done."""
+        if leftover is not Leftover.HOST_UPDATE:
+            return await super().release(target, leftover)
         self.check_target(target)
-        await self._dpu.finish(target.component_ids, idempotency_key)
+        return await self._dpu.release(target.component_ids)

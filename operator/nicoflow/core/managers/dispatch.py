@@ -3,11 +3,12 @@ with switch or power-shelf IDs."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from nicoflow._proto.nico import forge_pb2
 from nicoflow.core.client import CoreClient
-from nicoflow.core.managers import expectations
+from nicoflow.core.managers import expectations, firmware_state
 from nicoflow.core.managers.base import (
     ComponentManager,
     ExpectationInfo,
@@ -16,7 +17,6 @@ from nicoflow.core.managers.base import (
 )
 from nicoflow.core.managers.ids import power_shelf_id_list, sub_key, switch_id_list
 from nicoflow.core.managers.mapping import (
-    aggregate_firmware,
     component_outcomes,
     inventory_power_reading,
     nico_power_action,
@@ -26,7 +26,6 @@ from nicoflow.core.managers.results import (
     FirmwareStatusMap,
     Outcome,
     PowerStatusMap,
-    complete_firmware,
     complete_power,
     complete_results,
 )
@@ -37,10 +36,13 @@ ACCEPTED = Outcome.success()
 
 
 class DispatchManager(ComponentManager):
+    # firmware parts an update without sub-targets installs, when not the whole bundle
+    default_parts: tuple[str, ...] = ()
+
     def __init__(self, core: CoreClient) -> None:
         self._core = core
 
-    def _target_field(self, ids: tuple[str, ...]) -> dict[str, Any]:
+    def _target_field(self, ids: Sequence[str]) -> dict[str, Any]:
         """The oneof `target` member for these IDs (switch_ids / power_shelf_ids)."""
         if self.descriptor.type == ComponentType.NVSWITCH:
             return {"switch_ids": switch_id_list(ids)}
@@ -76,12 +78,17 @@ class DispatchManager(ComponentManager):
         got = {e.result.component_id: inventory_power_reading(e) for e in resp.entries}
         return complete_power(target.component_ids, got)
 
-    async def get_firmware_status(self, target: Target) -> FirmwareStatusMap:
+    async def get_firmware_status(
+        self, target: Target, sub_targets: Sequence[str] = (), target_version: str = ""
+    ) -> FirmwareStatusMap:
         self.check_target(target)
-        resp = await self._core.get_component_firmware_status(
-            forge_pb2.GetComponentFirmwareStatusRequest(**self._target_field(target.component_ids))
+        return await firmware_state.status(
+            self._core,
+            target.component_ids,
+            self._target_field(target.component_ids),
+            firmware_state.part_names(sub_targets, default=self.default_parts),
+            target_version,
         )
-        return complete_firmware(target.component_ids, aggregate_firmware(resp.statuses))
 
     async def _update_firmware(
         self, target: Target, request: forge_pb2.UpdateComponentFirmwareRequest, key: str

@@ -211,12 +211,16 @@ def combine_readings(parts: Sequence[FirmwareReading]) -> FirmwareReading:
         return FirmwareReading(FirmwareState.UNKNOWN, "no firmware status reported")
     stamps = [p.changed_at for p in parts if p.changed_at is not None]
     changed = max(stamps) if stamps else None
+    # a part that is over may leave something to take away (the DPUs' report)
+    cleanup = next((p.cleanup for p in parts if p.cleanup is not None), None)
     failed = [p for p in parts if p.state == FirmwareState.FAILED]
     if failed:
         errors = "; ".join(dict.fromkeys(p.error for p in failed if p.error))
-        return FirmwareReading(FirmwareState.FAILED, errors or "firmware update failed", changed)
+        return FirmwareReading(
+            FirmwareState.FAILED, errors or "firmware update failed", changed, cleanup
+        )
     slowest = min(parts, key=lambda p: _PROGRESS_ORDER.index(p.state))
-    return FirmwareReading(slowest.state, slowest.error, changed)
+    return FirmwareReading(slowest.state, slowest.error, changed, cleanup)
 
 
 def aggregate_firmware(

@@ -7,6 +7,7 @@ of status reads; bring-up opens the ingestion gate. Components listed in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from nicoflow.core.managers.base import (
@@ -101,7 +102,9 @@ class MockManager(ComponentManager):
                 self.firmware_left[cid] = self.firmware_polls_to_complete
         return results
 
-    async def get_firmware_status(self, target: Target) -> FirmwareStatusMap:
+    async def get_firmware_status(
+        self, target: Target, sub_targets: Sequence[str] = (), target_version: str = ""
+    ) -> FirmwareStatusMap:
         self.check_target(target)
         out: FirmwareStatusMap = {}
         for cid in target.component_ids:

@@ -5,8 +5,10 @@ GetComponentFirmwareStatus)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from nicoflow._proto.nico import forge_pb2
+from nicoflow.core.managers import firmware_state
 from nicoflow.core.managers.base import (
     FirmwareControlTaskInfo,
     PowerControlTaskInfo,
@@ -14,9 +16,9 @@ from nicoflow.core.managers.base import (
 )
 from nicoflow.core.managers.catalog import COMPUTE_NICO
 from nicoflow.core.managers.compute_shared import ComputeManagerBase
+from nicoflow.core.managers.firmware_state import part_names, update_needed
 from nicoflow.core.managers.ids import machine_id_list, sub_key
 from nicoflow.core.managers.mapping import (
-    aggregate_firmware,
     component_outcomes,
     inventory_power_reading,
     nico_power_action,
@@ -27,7 +29,6 @@ from nicoflow.core.managers.results import (
     FirmwareStatusMap,
     Outcome,
     PowerStatusMap,
-    complete_firmware,
     complete_power,
     complete_results,
 )
@@ -78,31 +79,42 @@ class NicoComputeManager(ComputeManagerBase):
             log.warning("compute/nico ignores the firmware start/end window")
         parts: list[ComponentResults] = []
         if sub.tray_update:
-            resp = await self._core.update_component_firmware(
-                forge_pb2.UpdateComponentFirmwareRequest(
-                    compute_trays=forge_pb2.UpdateComputeTrayFirmwareTarget(
-                        machine_ids=machine_id_list(target.component_ids),
-                        components=list(sub.components),  # type: ignore[arg-type]
+
+            async def send(ids: list[str]) -> ComponentResults:
+                resp = await self._core.update_component_firmware(
+                    forge_pb2.UpdateComponentFirmwareRequest(
+                        compute_trays=forge_pb2.UpdateComputeTrayFirmwareTarget(
+                            machine_ids=machine_id_list(ids),
+                            components=list(sub.components),  # type: ignore[arg-type]
+                        ),
+                        target_version=info.target_version,
+                        bypass_state_controller=info.override_readiness_check,
                     ),
-                    target_version=info.target_version,
-                    bypass_state_controller=info.override_readiness_check,
-                ),
-                idempotency_key=sub_key(info.idempotency_key, "firmware"),
-            )
+                    idempotency_key=sub_key(info.idempotency_key, "firmware"),
+                )
+                return complete_results(ids, component_outcomes(resp.results), missing=ACCEPTED)
+
             parts.append(
-                complete_results(
-                    target.component_ids, component_outcomes(resp.results), missing=ACCEPTED
+                await update_needed(
+                    self._core,
+                    target.component_ids,
+                    lambda ids: {"machine_ids": machine_id_list(ids)},
+                    part_names(info.sub_targets),
+                    info.target_version,
+                    send,
                 )
             )
         if sub.dpu:
             parts.append(await self._dpu.start(target.component_ids, info.idempotency_key))
         return merge(*parts)
 
-    async def get_firmware_status(self, target: Target) -> FirmwareStatusMap:
-        self.check_target(target)
-        resp = await self._core.get_component_firmware_status(
-            forge_pb2.GetComponentFirmwareStatusRequest(
-                machine_ids=machine_id_list(target.component_ids)
-            )
+    async def tray_firmware_status(
+        self, target: Target, sub_targets: Sequence[str] = (), target_version: str = ""
+    ) -> FirmwareStatusMap:
+        return await firmware_state.status(
+            self._core,
+            target.component_ids,
+            {"machine_ids": machine_id_list(target.component_ids)},
+            firmware_state.part_names(sub_targets),
+            target_version,
         )
-        return complete_firmware(target.component_ids, aggregate_firmware(resp.statuses))

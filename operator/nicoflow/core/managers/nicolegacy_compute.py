@@ -44,7 +44,7 @@ from nicoflow.core.managers.results import (
     complete_power,
 )
 from nicoflow.core.managers.subtargets import parse_subtargets
-from nicoflow.domain.types import ComponentType
+from nicoflow.domain.types import ComponentType, Leftover
 
 log = logging.getLogger(__name__)
 
@@ -141,11 +141,12 @@ class NicoLegacyComputeManager(ComputeManagerBase):
         # an override left on suppresses the tray's alerts: the caller must
         # come back and remove it (release_power_control)
         return {
-            cid: replace(outcome, cleanup=True) if cid in left else outcome
+            cid: replace(outcome, cleanup=Leftover.POWER_OVERRIDE) if cid in left else outcome
             for cid, outcome in results.items()
         }
 
     async def _insert_override(self, cid: str, key: str) -> bool:
+        """Insert Flow's override; whether it has to be removed afterwards."""
         try:
             await self._core.insert_health_report_override(
                 forge_pb2.InsertMachineHealthReportRequest(
@@ -159,8 +160,8 @@ class NicoLegacyComputeManager(ComputeManagerBase):
         except CoreError as exc:
             # Only suppresses alert noise; the power action goes ahead without it.
             log.warning("could not insert maintenance override on %s: %s", cid, exc)
-            # a lost reply may hide an override that did go in: remove it too
-            return exc.uncertain
+        # removed afterwards in any case: a lost reply may hide an override
+        # that did go in, and removing an absent one is harmless
         return True
 
     async def _power_one(self, cid: str, key: str, desired: int, action: int) -> Outcome:
@@ -184,9 +185,11 @@ class NicoLegacyComputeManager(ComputeManagerBase):
             return Outcome.from_error(exc)
         return Outcome.success()
 
-    async def release_power_control(self, target: Target) -> list[str]:
-        """Remove the maintenance overrides an interrupted power_control left;
-        removing an absent override is harmless."""
+    async def release(self, target: Target, leftover: Leftover) -> list[str]:
+        """Also the maintenance overrides of power commands; removing an
+        absent override is harmless."""
+        if leftover is not Leftover.POWER_OVERRIDE:
+            return await super().release(target, leftover)
         self.check_target(target)
         return await self._remove_overrides(target.component_ids, f"release-{uuid.uuid4().hex}")
 
@@ -286,7 +289,7 @@ class NicoLegacyComputeManager(ComputeManagerBase):
             if cid not in machines:
                 results[cid] = Outcome.failure("machine not found in NICo Core")
             elif matches_any(actual.get(cid, {}), wanted):
-                results[cid] = Outcome.success()  # already there: nothing to do
+                results[cid] = Outcome.already()
             else:
                 pending.append(cid)
         if not pending:
@@ -324,8 +327,9 @@ class NicoLegacyComputeManager(ComputeManagerBase):
                 )
         return {cid: results[cid] for cid in ids}
 
-    async def get_firmware_status(self, target: Target) -> FirmwareStatusMap:
-        self.check_target(target)
+    async def tray_firmware_status(
+        self, target: Target, sub_targets: Sequence[str] = (), target_version: str = ""
+    ) -> FirmwareStatusMap:
         desired = await self._desired_entries()
         machines = await self._machines(target.component_ids)
         actual = await self._actual_versions(machines)

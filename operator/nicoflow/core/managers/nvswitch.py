@@ -8,9 +8,10 @@ from nicoflow._proto.nico import forge_pb2
 from nicoflow.core.managers.base import FirmwareControlTaskInfo, Target
 from nicoflow.core.managers.catalog import NVSWITCH_NICO
 from nicoflow.core.managers.dispatch import DispatchManager
+from nicoflow.core.managers.firmware_state import part_names, update_needed
 from nicoflow.core.managers.ids import switch_id_list
-from nicoflow.core.managers.mapping import consistency_report, matches_any, report_versions
-from nicoflow.core.managers.results import ComponentResults, ConsistencyReport, Outcome
+from nicoflow.core.managers.mapping import consistency_report, report_versions
+from nicoflow.core.managers.results import ComponentResults, ConsistencyReport
 from nicoflow.core.managers.subtargets import parse_subtargets
 from nicoflow.domain.types import ComponentType
 
@@ -35,27 +36,28 @@ class NvSwitchManager(DispatchManager):
     ) -> ComponentResults:
         self.check_target(target)
         sub = parse_subtargets(ComponentType.NVSWITCH, info.sub_targets)
-        if not info.target_version:
-            # Without an explicit version Core installs its desired bundle; skip
-            # the update when every switch already runs it.
-            desired = [
-                dict(e.component_versions)
-                for e in (await self._core.get_desired_firmware_versions()).entries
-                if e.component_versions
-            ]
-            versions = await self.versions(target)
-            if desired and all(matches_any(v, desired) for v in versions.values()):
-                log.info("all %d switches already run the desired firmware", len(versions))
-                return dict.fromkeys(target.component_ids, Outcome.success())
-        request = forge_pb2.UpdateComponentFirmwareRequest(
-            switches=forge_pb2.UpdateSwitchFirmwareTarget(
-                switch_ids=switch_id_list(target.component_ids),
-                components=list(sub.components),  # type: ignore[arg-type]
-            ),
-            target_version=info.target_version,
-            bypass_state_controller=info.override_readiness_check,
+
+        async def send(ids: list[str]) -> ComponentResults:
+            request = forge_pb2.UpdateComponentFirmwareRequest(
+                switches=forge_pb2.UpdateSwitchFirmwareTarget(
+                    switch_ids=switch_id_list(ids),
+                    components=list(sub.components),  # type: ignore[arg-type]
+                ),
+                target_version=info.target_version,
+                bypass_state_controller=info.override_readiness_check,
+            )
+            return await self._update_firmware(
+                Target(target.type, tuple(ids)), request, info.idempotency_key
+            )
+
+        return await update_needed(
+            self._core,
+            target.component_ids,
+            self._target_field,
+            part_names(info.sub_targets),
+            info.target_version,
+            send,
         )
-        return await self._update_firmware(target, request, info.idempotency_key)
 
     async def verify_firmware_consistency(self, target: Target) -> ConsistencyReport:
         self.check_target(target)

@@ -15,7 +15,13 @@ def merge(*parts: Mapping[str, Outcome]) -> ComponentResults:
             prev = out.get(cid)
             if prev is None:
                 out[cid] = outcome
-            elif not outcome.ok or not prev.ok:
+            elif outcome.ok and prev.ok:
+                out[cid] = Outcome(
+                    ok=True,
+                    done=prev.done and outcome.done,
+                    cleanup=prev.cleanup or outcome.cleanup,
+                )
+            else:
                 failed = [o for o in (prev, outcome) if not o.ok]
                 out[cid] = Outcome(
                     ok=False,

@@ -12,6 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from nicoflow.core.client import CoreError
+from nicoflow.domain.types import Leftover
 
 
 @dataclass(frozen=True)
@@ -24,12 +25,19 @@ class Outcome:
     # The call may have applied all the same (its reply was lost): Core's
     # state must be read before it is sent again.
     uncertain: bool = False
-    # The call left something in Core to undo (release_power_control).
-    cleanup: bool = False
+    # The call left this in Core for the caller to take away (release) later.
+    cleanup: Leftover | None = None
+    # Nothing was needed: the component already is where the call would take it.
+    done: bool = False
 
     @classmethod
     def success(cls) -> Outcome:
         return cls(ok=True)
+
+    @classmethod
+    def already(cls) -> Outcome:
+        """Success with nothing to do (e.g. firmware already at the target)."""
+        return cls(ok=True, done=True)
 
     @classmethod
     def failure(cls, error: str, *, transient: bool = False, uncertain: bool = False) -> Outcome:
@@ -95,6 +103,8 @@ class FirmwareReading:
     error: str = ""
     # when the update entered this state, as Core reports it (None: not said)
     changed_at: datetime | None = None
+    # the update is over and left this for the caller to take away (release)
+    cleanup: Leftover | None = None
 
 
 FirmwareStatusMap = dict[str, FirmwareReading]
