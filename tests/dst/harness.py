@@ -29,6 +29,14 @@ from nicoflow.controller.runner import drive
 from nicoflow.core.client import CoreClient, CoreClientSettings, RetryPolicy
 from nicoflow.core.config import parse_config
 from nicoflow.core.managers.registry import ManagerRegistry
+from nicoflow.core.readiness import (
+    ComponentStatus,
+    check_readiness,
+    gated_components,
+    gated_operation,
+    needs_rack_hosts,
+)
+from nicoflow.domain.observations import compute_status
 from nicoflow.domain.types import ComponentType
 from nicoflow.engine.plan import Call, Component, Options, Outcome, Plan
 from nicoflow.engine.task import Decision
@@ -108,6 +116,7 @@ class Run:
         self.rng = random.Random(scenario.seed * 7919 + 1)
         self._pending = list(scenario.crashes)
         self.cancelled = False
+        self.held = False  # the readiness gate kept the Task from starting
         self.final: TaskStatus | None = None
         self.sim: Simulator | None = None
         self.plan: Plan | None = None
@@ -184,7 +193,11 @@ class Run:
             operation=s.operation,
             components=components,
             rule=s.rule,
-            options=Options(target_version=s.target_version, sub_targets=s.sub_targets),
+            options=Options(
+                target_version=s.target_version,
+                sub_targets=s.sub_targets,
+                override_readiness=s.override_readiness,
+            ),
             adaptive_polling=s.rule_name.startswith("builtin-"),
         )
 
@@ -234,6 +247,9 @@ class Run:
             for host in self.targets.get(ComponentType.COMPUTE, []):
                 if self.rng.random() < 0.3:
                     sim.world.assign_instance(host)  # a tenant's: reboots go through it
+            rack = sim.world.racks[sim.world.site.racks[0].core_id]
+            for host in self.rng.sample(rack.hosts, s.in_use):
+                sim.world.set_controller_state(host, "Assigned/Ready")  # a tenant's
             if s.firmware_current:
                 for nodes in self.targets.values():
                     for node in nodes:
@@ -251,11 +267,36 @@ class Run:
             assert isinstance(core, GuardedCore)
             core.run = self
             try:
-                await self._incarnations(core)
+                if self._gate_open(sim):
+                    await self._incarnations(core)
             finally:
                 await core.close()
             if after is not None:
                 await after()  # type: ignore[operator]
+
+    def _gate_open(self, sim: Simulator) -> bool:
+        """The readiness gate, as the operator's admission applies it (same
+        functions), on Core's machine states; a held Task never starts."""
+        s = self.scenario
+        rack = sim.world.racks[sim.world.site.racks[0].core_id]
+        targets = {t: [n.id for n in nodes] for t, nodes in self.targets.items()}
+        types = [t for t, ids in targets.items() if ids]
+        hosts = [h.id for h in rack.hosts] if needs_rack_hosts(types) else []
+        ids = gated_components(targets, "rack", hosts)
+        statuses = {}
+        for cid in ids:
+            node = sim.world.nodes[cid]
+            if node.kind is NodeKind.HOST:
+                seen = compute_status(sim.world.machine_state(node))
+                statuses[cid] = ComponentStatus(seen.phase.value, seen.blocked)
+        verdict = check_readiness(
+            ids,
+            statuses,
+            gated_operation(s.operation.operation_type),
+            override=s.override_readiness,
+        )
+        self.held = not verdict.ready
+        return verdict.ready
 
     async def _sleep(self, seconds: float) -> None:
         # the client's backoff and the legacy manager's spacing pass in fake time

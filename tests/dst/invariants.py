@@ -174,10 +174,35 @@ def _last_power(run: Run, ctype: ComponentType) -> str | None:
     return last if verified else None
 
 
+def check_gates(run: Run) -> list[Violation]:
+    """A Task the readiness gate held sent nothing; one it let through did so
+    only with no tray in use where it matters, or with the override."""
+    assert run.sim is not None
+    world = run.sim.world
+    rack = world.racks[world.site.racks[0].core_id]
+    in_use = [h for h in rack.hosts if world.machine_state(h).startswith("Assigned")]
+    if run.held:
+        sent = [d for ds in run.sim.ledger.delivered().values() for d in ds if d.counted]
+        return [
+            Violation("gate-skipped", f"held, yet {d.command} reached {d.component_id}")
+            for d in sent
+        ]
+    types = {t for t, nodes in run.targets.items() if nodes}
+    behind = bool(types & {ComponentType.NVSWITCH, ComponentType.POWERSHELF})
+    targeted = {n.id for n in run.targets.get(ComponentType.COMPUTE, [])}
+    exposed = [h for h in in_use if behind or h.id in targeted]
+    if exposed and not run.scenario.override_readiness:
+        names = ", ".join(h.component.name for h in exposed)
+        return [Violation("gate-skipped", f"started with {names} in use and no override")]
+    return []
+
+
 def check_outcome(run: Run) -> list[Violation]:
     assert run.sim is not None
     found: list[Violation] = []
     final = run.final
+    if run.held:
+        return found
     if final is None or not final.phase.finished:
         return [Violation("not-finished", f"the Task ended the run as {final and final.phase}")]
     world = run.sim.world
@@ -225,4 +250,4 @@ def check_outcome(run: Run) -> list[Violation]:
 
 
 def check(run: Run) -> list[Violation]:
-    return check_deliveries(run) + check_outcome(run)
+    return check_gates(run) + check_deliveries(run) + check_outcome(run)

@@ -89,6 +89,9 @@ class Scenario:
     cancel_at_turn: int | None = None
     # targeted components already run the desired firmware
     firmware_current: bool = False
+    # compute trays of the rack a tenant is using, and whether the Task overrides the gate
+    in_use: int = 0
+    override_readiness: bool = False
     # components (by index among the targeted ones of their type) made to fail
     failing: dict[ComponentType, tuple[int, ...]] = field(default_factory=dict)
     flapping: dict[ComponentType, tuple[int, ...]] = field(default_factory=dict)
@@ -112,6 +115,8 @@ class Scenario:
             "cancel_at_turn": self.cancel_at_turn,
             "sub_targets": list(self.sub_targets),
             "firmware_current": self.firmware_current,
+            "in_use": self.in_use,
+            "override_readiness": self.override_readiness,
         }
 
     @property
@@ -138,6 +143,8 @@ class Scenario:
             kinds.add("dpu-firmware")
         if self.firmware_current:
             kinds.add("firmware-already-current")
+        if self.in_use:
+            kinds.add("trays-in-use" + ("-overridden" if self.override_readiness else ""))
         return kinds
 
 
@@ -333,6 +340,8 @@ def draw(seed: int) -> Scenario:
         target_version="",
         sub_targets=sub_targets,
         firmware_current=firmware and rng.random() < 0.2,
+        in_use=rng.choice((0, 0, 0, 0, 0, 0, 0, 0, 1, 2)),
+        override_readiness=rng.random() < 0.3,
         cancel_at_turn=rng.randint(3, 60) if rng.random() < 0.08 else None,
         failing=_indices(rng, picks, 0.1),
         flapping=_indices(rng, picks, 0.05),

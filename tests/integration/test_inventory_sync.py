@@ -9,25 +9,19 @@ import copy
 import dataclasses
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from nicoflow.controller.alerts import Alert, AlertRouter
-from nicoflow.controller.inventory_sync import (
-    ANNOTATION_ROUND,
-    LABEL_LEAK_RESPONSE,
-    InventorySyncer,
-    leak_taskspec_name,
-)
-from nicoflow.controller.resources import RACKS, TASKSPECS
+from nicoflow.controller.inventory_sync import InventorySyncer
+from nicoflow.controller.resources import LABEL_LEAK_RESPONSE, RACKS, TASKSPECS
 from nicoflow.core.client import CoreClient, CoreClientSettings, RetryPolicy
 from nicoflow.core.expected import ANNOTATION_CORE_RACK, LABEL_SOURCE
 from nicoflow.core.observe import observe_site
-from nicoflow.domain.leaks import LeakAction
 from nicoflow.domain.types import ComponentType, OperationType, PowerState
 from nicoflow.inventory import migrate
 from nicoflow.inventory.db import make_async_engine, make_async_session_factory
@@ -42,7 +36,7 @@ from nicoflow.inventory.models import (
 )
 from nicoflow.inventory.models import Rack as RackRow
 from nicoflow.inventory.sync import SYNC_JOB, apply_observation
-from nicoflow.kube.client import EVENTS, ApiError, KubeClient
+from nicoflow.kube.client import ApiError, KubeClient
 from nicoflow.simulator.clock import FakeClock
 from nicoflow.simulator.export import rack_object
 from nicoflow.simulator.power import Power
@@ -340,14 +334,14 @@ class Recorder:
         self.alerts.append(alert)
 
 
-async def test_a_leak_gets_one_force_power_off_across_syncs(
+async def test_a_leak_shows_in_the_rack_status_and_the_sync_requests_nothing(
     bench: Bench, control_plane: Any, crds_installed: list[str], namespace: str
 ) -> None:
+    """The inventory pass records a leak; the response is the leak watch's."""
     r0 = bench.rack(0)
     rack_name = f"{namespace}-leak"
     body = rack_body(r0, rack_name)
     await load(bench, body)
-    recorder = Recorder()
     clock_values = iter(datetime(2025, 6, 1, 12, m, tzinfo=UTC) for m in range(10))
     clock: Callable[[], datetime] = lambda: next(clock_values)  # noqa: E731
 
@@ -361,7 +355,7 @@ async def test_a_leak_gets_one_force_power_off_across_syncs(
             bench.sessions,
             bench.core,
             kube,
-            AlertRouter([recorder]),
+            AlertRouter([Recorder()]),
             clock,
             60.0,
             namespace=namespace,
@@ -371,45 +365,8 @@ async def test_a_leak_gets_one_force_power_off_across_syncs(
         bench.sim.world.set_leak(bench.sim.world.node(tray.core_id))
         results = [await syncer.sync_once() for _ in range(3)]
         assert [len(r.new_leaks) for r in results] == [1, 0, 0]
-
-        # A lost commit (leak status rolled back) must not create a second TaskSpec.
-        async with bench.sessions() as session, session.begin():
-            await session.execute(
-                update(Component)
-                .where(Component.external_id == tray.core_id)
-                .values(leak_status=LeakStatus.NOT_DETECTED)
-            )
-        again = InventorySyncer(
-            bench.sessions,
-            bench.core,
-            kube,
-            AlertRouter([recorder]),
-            clock,
-            60.0,
-            namespace=namespace,
-        )
-        assert len((await again.sync_once()).new_leaks) == 1
-
         specs = await kube.list(TASKSPECS, namespace, label_selector=f"{LABEL_LEAK_RESPONSE}=true")
-        assert len(specs) == 1
-        spec = specs[0]["spec"]
-        assert specs[0]["metadata"]["name"].startswith(f"leak-{tray.core_id[:20]}")
-        assert spec["operation"] == "force_power_off"
-        assert spec["options"]["overrideReadinessCheck"] is True
-        assert spec["conflictStrategy"] == "Queue"
-        assert spec["targets"]["components"] == [{"coreId": tray.core_id, "type": "compute"}]
-
-        events = await kube.list(
-            EVENTS, "default", field_selector=f"involvedObject.name={rack_name}"
-        )
-        assert [e["reason"] for e in events if e["reason"] == "LeakDetected"] == [
-            "LeakDetected",
-            "LeakDetected",
-        ]  # the first pass and the replayed one: one TaskSpec, two notices
-        critical = [a for a in recorder.alerts if a.severity.value == "critical"]
-        assert len(critical) == 2
-        assert critical[0].rack == rack_name
-        assert critical[0].operation == "force_power_off"
+        assert specs == []
 
         rack = await kube.get(RACKS, rack_name)
         status = rack["status"]
@@ -479,111 +436,6 @@ class Clock:
 
 def _stamp(at: datetime) -> str:
     return at.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-async def test_a_tray_powered_on_again_while_leaking_gets_exactly_one_more_power_off(
-    bench: Bench, control_plane: Any, crds_installed: list[str], namespace: str
-) -> None:
-    r0 = bench.rack(0)
-    rack_name = f"{namespace}-repower"
-    await load(bench, rack_body(r0, rack_name))
-    recorder = Recorder()
-    clock = Clock(datetime(2025, 6, 1, 12, 0, tzinfo=UTC))
-    world = bench.sim.world
-    tray = next(c for c in r0.components if c.type is CT.COMPUTE)
-    node = world.node(tray.core_id)
-
-    async with KubeClient.from_env(str(control_plane.kubeconfig)) as kube:
-
-        def syncer() -> InventorySyncer:
-            # a new one stands for an operator restart: nothing carried over in memory
-            return InventorySyncer(
-                bench.sessions,
-                bench.core,
-                kube,
-                AlertRouter([recorder]),
-                clock,
-                60.0,
-                namespace=namespace,
-            )
-
-        async def leak_specs() -> dict[str, dict[str, Any]]:
-            found = await kube.list(
-                TASKSPECS, namespace, label_selector=f"{LABEL_LEAK_RESPONSE}=true"
-            )
-            return {b["metadata"]["name"]: b for b in found}
-
-        async def pass_at(minutes: float, s: InventorySyncer) -> LeakAction:
-            clock.now = datetime(2025, 6, 1, 12, 0, tzinfo=UTC) + timedelta(minutes=minutes)
-            await s.sync_once()
-            return s.last_decisions[tray.core_id].action
-
-        async def finish(name: str, minutes: float) -> None:
-            # What the operator does when the Task ran: the tray goes dark and the
-            # TaskSpec records its completion.
-            world.set_power(node, Power.OFF)
-            done = datetime(2025, 6, 1, 12, 0, tzinfo=UTC) + timedelta(minutes=minutes)
-            await kube.patch_status(
-                TASKSPECS,
-                name,
-                {"phase": "Complete", "completionTime": _stamp(done), "racks": 1, "succeeded": 1},
-                namespace,
-            )
-
-        await served(kube, namespace)
-        await kube.create(RACKS, rack_object(r0) | {"metadata": {"name": rack_name}})
-        world.set_leak(node)
-        since = datetime.fromtimestamp(world.alerts(node)[0].since, UTC)
-        first = leak_taskspec_name(tray.core_id, since)
-        second = leak_taskspec_name(tray.core_id, since, 1)
-
-        s = syncer()
-        assert await pass_at(0, s) is LeakAction.FIRST
-        assert await pass_at(1, s) is LeakAction.WAIT  # round 0 not finished: nothing new
-        assert list(await leak_specs()) == [first]
-        await finish(first, 2)
-        assert await pass_at(3, s) is LeakAction.NONE  # dark: done
-        assert await pass_at(4, syncer()) is LeakAction.NONE  # also after a restart
-        assert list(await leak_specs()) == [first]
-
-        world.set_power(node, Power.ON)  # someone powers the leaking tray back on
-        assert await pass_at(5, syncer()) is LeakAction.REPOWERED
-        assert await pass_at(6, s) is LeakAction.WAIT
-        assert await pass_at(7, syncer()) is LeakAction.WAIT
-        specs = await leak_specs()
-        assert sorted(specs) == sorted([first, second])
-        again = specs[second]
-        assert again["metadata"]["annotations"][ANNOTATION_ROUND] == "1"
-        assert again["spec"]["operation"] == "force_power_off"
-        assert again["spec"]["targets"]["components"] == [
-            {"coreId": tray.core_id, "type": "compute"}
-        ]
-        assert bench.sim.world.power(node) is Power.ON  # we only asked; the Task acts
-
-        # After round 1 the tray stays dark while it leaks: no third request.
-        await finish(second, 8)
-        assert await pass_at(9, syncer()) is LeakAction.NONE
-        assert len(await leak_specs()) == 2
-
-        events = await kube.list(
-            EVENTS, "default", field_selector=f"involvedObject.name={rack_name}"
-        )
-        reasons = [e["reason"] for e in events if e["reason"].startswith("Leak")]
-        assert sorted(reasons) == ["LeakDetected", "LeakRepowered"]
-        repowered = next(e for e in events if e["reason"] == "LeakRepowered")
-        assert "powered on again while still leaking" in repowered["message"]
-        assert second in repowered["message"]
-        critical = [a for a in recorder.alerts if a.severity.value == "critical"]
-        assert [a.summary for a in critical] == [
-            f"Coolant leak on {tray.name}: forcing power off",
-            f"{tray.name} re-powered while leaking: forcing power off again",
-        ]
-        assert critical[1].task == f"{namespace}/{second}"
-        assert critical[1].details["round"] == 1
-
-        rack = await kube.get(RACKS, rack_name)
-        assert rack["status"]["leak"]["detectedTime"] == _stamp(since)
-        await kube.delete(RACKS, rack_name)
 
 
 async def test_racks_core_expects_are_mirrored_into_rack_objects_once(

@@ -1,6 +1,6 @@
-"""The leak response end to end: the real operator process syncing the inventory
-every second against the Core simulator, its TaskSpecs run by the operator's
-own Task engine. One leak gets one forced power-off, also across an operator
+"""The leak response end to end: the real operator process asking the Core
+simulator for leaks every second (its leak watch), its TaskSpecs run by the
+operator's own Task engine. One leak gets one forced power-off, also across an operator
 restart; powering the leaking tray back on gets exactly one more."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from nicoflow.devstack.postgres import Postgres
 
 NS = "leak-e2e"
 SELECTOR = "flow.nico.io/leak-response=true"
-# Passes of a 1 s inventory sync to sit through before saying "nothing more came".
+# Checks of a 1 s leak watch to sit through before saying "nothing more came".
 QUIET = 4.0
 
 
@@ -36,7 +36,7 @@ def env(
         seed=21,
         sim_args=("--latency-power", "0s"),
         namespaces=(NS,),
-        operator_args=("--inventory-interval", "1", "--leak-namespace", NS),
+        operator_args=("--inventory-interval", "1", "--leak-interval", "1", "--leak-namespace", NS),
     )
     try:
         with stack:

@@ -225,3 +225,44 @@ def test_permanent_core_error_fails_its_task_with_a_clear_message(env: Env) -> N
     assert env.task(env.task_name("errors-permanent", good))["status"]["phase"] == "Succeeded"
     # leave the racks on
     assert phase(env.run("errors-permanent-on", "power_on", [good, bad])) == "Complete"
+
+
+# -- 4. firmware paths that must finish ----------------------------------------------
+
+
+def test_dpu_firmware_upgrade_completes_and_takes_the_host_report_off(env: Env) -> None:
+    rack = env.racks[3]
+    trays = env.components(rack, "compute")[:2]
+    start = env.last_seq()
+    ts = env.run(
+        "dpu-upgrade",
+        "upgrade",
+        [rack],
+        componentTypes=["compute"],
+        options={"subTargets": ["dpu"]},
+        timeout=180,
+    )
+    assert phase(ts) == "Complete", ts["status"]
+    for tray in trays:
+        now = env.control.component(tray["id"])
+        assert "host-update" not in now["overrides"], now
+        assert "HostUpdateInProgress" not in now["alerts"], now
+    # each host's DPUs were asked for once and it was rebooted once
+    triggered = [
+        e for e in env.control.ledger(since=str(start)) if e["method"] == "TriggerDpuReprovisioning"
+    ]
+    assert triggered
+    assert env.control.repeats(since=start) == {}
+
+
+def test_upgrading_switches_already_at_the_target_finishes_at_once(env: Env) -> None:
+    rack = env.racks[3]
+    # the first upgrade brings them to Core's desired bundle; the second has nothing to do
+    first = env.run("switches-up", "upgrade", [rack], componentTypes=["nvswitch"], timeout=180)
+    assert phase(first) == "Complete", first["status"]
+    start = env.last_seq()
+    again = env.run("switches-up-again", "upgrade", [rack], componentTypes=["nvswitch"], timeout=60)
+    assert phase(again) == "Complete", again["status"]
+    assert [
+        e for e in env.control.ledger(since=str(start)) if e["method"] == "UpdateComponentFirmware"
+    ] == []

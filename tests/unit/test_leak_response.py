@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 
 from nicoflow.api.task_spec import TaskSpecSpec
-from nicoflow.controller.inventory_sync import (
+from nicoflow.controller.leak_response import (
     ANNOTATION_ROUND,
     leak_rounds,
     leak_taskspec,
@@ -14,10 +13,9 @@ from nicoflow.controller.inventory_sync import (
     power_off_round,
 )
 from nicoflow.controller.racks import summary_status
-from nicoflow.domain.leaks import RoundOutcome
+from nicoflow.domain.leaks import LeakingComponent, RoundOutcome, decide
 from nicoflow.domain.types import ComponentType, PowerState
 from nicoflow.inventory.mirror import FirmwareVersions, RackSummary
-from nicoflow.inventory.sync import Leak
 
 SINCE = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -45,7 +43,7 @@ def test_later_rounds_get_a_suffix_and_stay_short() -> None:
     assert all(len(n) <= 63 for n in names)
 
 
-LEAK = Leak(uuid.uuid4(), "compute-03", ComponentType.COMPUTE, "m-1", "rack-a01", SINCE)
+LEAK = LeakingComponent("m-1", ComponentType.COMPUTE, "compute-03", "rack-a01", SINCE)
 
 
 def test_leak_taskspec_is_a_valid_forced_power_off_of_one_component() -> None:
@@ -83,9 +81,34 @@ def test_taskspec_status_becomes_a_round() -> None:
         None,
         False,
     )
-    # Asking to cancel counts at once, before the Tasks have stopped.
-    asked = power_off_round(0, {"spec": {"cancel": True}, "status": {"phase": "Running"}})
+    # Asking to cancel counts at once, before the Tasks have stopped, naming who.
+    asked = power_off_round(
+        0,
+        {
+            "metadata": {
+                "managedFields": [
+                    {"manager": "kubectl-create", "fieldsV1": {"f:spec": {"f:operation": {}}}},
+                    {"manager": "kubectl-patch", "fieldsV1": {"f:spec": {"f:cancel": {}}}},
+                ]
+            },
+            "spec": {"cancel": True},
+            "status": {"phase": "Running"},
+        },
+    )
     assert asked.outcome is RoundOutcome.CANCELLED
+    assert asked.cancelled_by == "kubectl-patch"
+
+
+def test_a_round_cancelled_by_no_one_does_not_hold_the_leak_response() -> None:
+    # ran out of queue time (or was pre-empted): nobody took the incident over
+    timed_out = power_off_round(
+        0, {"spec": {}, "status": {"phase": "Cancelled", "completionTime": "2025-06-01T12:03:04Z"}}
+    )
+    assert timed_out.outcome is RoundOutcome.FAILED
+    later = datetime(2025, 6, 1, 12, 10, tzinfo=UTC)
+    decision = decide([timed_out], PowerState.ON, later)
+    assert decision.request, decision
+    assert decision.round == 1
 
 
 def test_rounds_are_found_by_name_for_this_incident_only() -> None:
@@ -102,8 +125,7 @@ def test_rounds_are_found_by_name_for_this_incident_only() -> None:
         (1, RoundOutcome.UNFINISHED),
     ]
     assert (
-        leak_rounds(Leak(uuid.uuid4(), "x", ComponentType.NVSWITCH, "s-9", None, SINCE), specs)
-        == []
+        leak_rounds(LeakingComponent("s-9", ComponentType.NVSWITCH, "x", None, SINCE), specs) == []
     )
     assert LEAK.power is PowerState.UNKNOWN
 

@@ -134,7 +134,23 @@ class ComponentTarget(CrdModel):
 _HAS_TARGET = (
     "(has(self.racks) && size(self.racks) > 0) || has(self.rackSelector) || "
     "(has(self.nvlDomains) && size(self.nvlDomains) > 0) || "
-    "(has(self.components) && size(self.components) > 0)"
+    "(has(self.components) && size(self.components) > 0) || "
+    "(has(self.allRacks) && self.allRacks)"
+)
+_NO_TARGET = (
+    "targets must name at least one of racks, rackSelector, nvlDomains, components or "
+    "allRacks: true"
+)
+# An empty rackSelector selects every rack in the fleet: it must be meant.
+_EMPTY_SELECTOR_MEANT = (
+    "!has(self.rackSelector) || "
+    "(has(self.rackSelector.matchLabels) && size(self.rackSelector.matchLabels) > 0) || "
+    "(has(self.rackSelector.matchExpressions) && size(self.rackSelector.matchExpressions) > 0) || "
+    "(has(self.allRacks) && self.allRacks)"
+)
+EMPTY_SELECTOR_MESSAGE = (
+    "rackSelector {} selects every rack: narrow it with matchLabels or matchExpressions, "
+    "or set targets.allRacks: true to operate on the whole fleet"
 )
 
 
@@ -157,22 +173,36 @@ class TaskTargets(CrdModel):
         description="Only these component types of the selected racks; empty: all.",
     )
     components: list[ComponentTarget] | None = Field(None, max_length=MAX_COMPONENT_TARGETS)
+    all_racks: bool | None = Field(
+        None,
+        description="Every rack in the inventory. Required to mean it when rackSelector is "
+        "empty ({}), which would select every rack too.",
+    )
 
     model_config = ConfigDict(
         json_schema_extra=validations(
-            cel(
-                _HAS_TARGET,
-                "targets must name at least one of racks, rackSelector, nvlDomains or components",
-            )
+            cel(_HAS_TARGET, _NO_TARGET), cel(_EMPTY_SELECTOR_MEANT, EMPTY_SELECTOR_MESSAGE)
         )
     )
 
     @model_validator(mode="after")
     def _check(self) -> TaskTargets:
-        if not (self.racks or self.rack_selector or self.nvl_domains or self.components):
-            raise ValueError(
-                "targets must name at least one of racks, rackSelector, nvlDomains or components"
-            )
+        if not (
+            self.racks
+            or self.rack_selector
+            or self.nvl_domains
+            or self.components
+            or self.all_racks
+        ):
+            raise ValueError(_NO_TARGET)
+        selector = self.rack_selector
+        if (
+            selector is not None
+            and not selector.match_labels
+            and not selector.match_expressions
+            and not self.all_racks
+        ):
+            raise ValueError(EMPTY_SELECTOR_MESSAGE)
         return self
 
 

@@ -98,6 +98,14 @@ import click
     help="Seconds between inventory syncs with NICo Core (power, firmware, drift, leaks); 0 = off.",
 )
 @click.option(
+    "--leak-interval",
+    type=click.FloatRange(min=0.0),
+    default=60.0,
+    show_default=True,
+    help="Seconds between the leak watch's questions to NICo Core (which trays leak); a leaking "
+    "tray is forced off within this plus the power-off time. 0 = off (not for production).",
+)
+@click.option(
     "--mirror-expected-racks",
     is_flag=True,
     envvar="FLOW_MIRROR_EXPECTED_RACKS",
@@ -146,6 +154,30 @@ import click
     "restarted) is looked for in NICo Core's state before it counts as not received and is "
     "sent again. Raise it for BMCs that take longer to show a command they accepted.",
 )
+@click.option(
+    "--max-racks-in-flight",
+    type=click.IntRange(min=0),
+    default=500,
+    show_default=True,
+    help="Racks with a Task running at once, across all TaskSpecs; further Tasks wait for a "
+    "slot (0 = no limit).",
+)
+@click.option(
+    "--core-calls-per-second",
+    type=click.FloatRange(min=0.0),
+    default=300.0,
+    show_default=True,
+    help="NICo Core calls the operator starts per second at most, reads and writes alike "
+    "(0 = no limit).",
+)
+@click.option(
+    "--max-unthrottled-racks",
+    type=click.IntRange(min=0),
+    default=20,
+    show_default=True,
+    help="A disruptive operation (anything but power on and ingest) on more racks than this "
+    "is refused unless its TaskSpec sets maxParallelRacks (0 = no such check).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logs.")
 def operator(
     kubeconfig: str | None,
@@ -167,6 +199,7 @@ def operator(
     stage_events: bool,
     resolve_grace: float,
     inventory_interval: float,
+    leak_interval: float,
     mirror_expected_racks: bool,
     leak_namespace: str,
     alert_webhook: str | None,
@@ -175,6 +208,9 @@ def operator(
     ttl_sweep: float,
     log_format: str,
     confirm_window: float,
+    max_racks_in_flight: int,
+    core_calls_per_second: float,
+    max_unthrottled_racks: int,
     verbose: bool,
 ) -> None:
     """Watch Racks, OperationRules, TaskSpecs and Tasks, and run Tasks through NICo Core."""
@@ -212,10 +248,14 @@ def operator(
     handlers.OPTIONS.core_url = core_url
     handlers.OPTIONS.stage_events = stage_events
     handlers.OPTIONS.confirm_window = confirm_window
+    handlers.OPTIONS.max_racks_in_flight = max_racks_in_flight
+    handlers.OPTIONS.core_calls_per_second = core_calls_per_second
+    handlers.OPTIONS.max_unthrottled_racks = max_unthrottled_racks
     handlers.OPTIONS.namespaces = namespaces
     handlers.OPTIONS.resolve_grace_seconds = resolve_grace
     handlers.OPTIONS.ttl_sweep_seconds = ttl_sweep
     handlers.OPTIONS.inventory_interval = inventory_interval
+    handlers.OPTIONS.leak_interval = leak_interval
     handlers.OPTIONS.leak_namespace = leak_namespace
     handlers.OPTIONS.mirror_expected_racks = mirror_expected_racks
     handlers.OPTIONS.alert_webhook = alert_webhook

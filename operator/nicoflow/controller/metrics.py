@@ -19,6 +19,8 @@ from prometheus_client.registry import Collector
 from nicoflow.domain.types import TaskPhase
 
 REGISTRY = CollectorRegistry()
+# in the message of a Task held by the operator-wide limit
+LIMIT_HOLD = "--max-racks-in-flight"
 
 RECONCILES = PromCounter(
     "nicoflow_reconciles_total",
@@ -67,6 +69,23 @@ CORE_ERRORS = PromCounter(
 )
 
 
+CORE_THROTTLED = PromCounter(
+    "nicoflow_core_throttled_seconds_total",
+    "Time calls waited for the operator's NICo Core call rate limit (--core-calls-per-second).",
+    registry=REGISTRY,
+)
+CORE_THROTTLED_CALLS = PromCounter(
+    "nicoflow_core_throttled_calls_total",
+    "Calls that waited for the NICo Core call rate limit.",
+    registry=REGISTRY,
+)
+
+
+def observe_core_throttle(seconds: float) -> None:
+    CORE_THROTTLED.inc(seconds)
+    CORE_THROTTLED_CALLS.inc()
+
+
 def observe_core_call(method: str, code: object, seconds: float) -> None:
     """Hook for the Core client's interceptor (code: a grpc.StatusCode)."""
     short = method.rsplit("/", 1)[-1]
@@ -110,10 +129,15 @@ class TaskCollector(Collector):
     def collect(self) -> Iterable[GaugeMetricFamily]:
         phases: Counter[str] = Counter()
         queues: Counter[str] = Counter()
+        held = 0
         for entry in self._entries():
             phases[entry.phase.value] += 1
             if entry.phase is TaskPhase.WAITING:
                 queues[entry.rack] += 1
+            elif entry.phase is TaskPhase.PENDING and LIMIT_HOLD in str(
+                (entry.body.get("status") or {}).get("message") or ""
+            ):
+                held += 1
         by_phase = GaugeMetricFamily(
             "nicoflow_tasks", "Tasks the operator knows, by phase.", labels=["phase"]
         )
@@ -128,6 +152,12 @@ class TaskCollector(Collector):
         for rack, depth in sorted(queues.items()):
             queue.add_metric([rack], depth)
         yield queue
+        throttled = GaugeMetricFamily(
+            "nicoflow_tasks_held_by_limit",
+            "Tasks not started because the operator's racks-in-flight limit is reached.",
+        )
+        throttled.add_metric([], held)
+        yield throttled
 
 
 def serve(port: int, entries: Callable[[], Iterable[Any]]) -> int:

@@ -4,6 +4,7 @@
 from nicoflow.kube.resources import (
     FINALIZER,
     GROUP,
+    LABEL_LEAK_RESPONSE,
     LABEL_OPERATION,
     LABEL_RACK,
     LABEL_TASKSPEC,
@@ -19,6 +20,7 @@ from nicoflow.kube.resources import (
 __all__ = [
     "FINALIZER",
     "GROUP",
+    "LABEL_LEAK_RESPONSE",
     "LABEL_OPERATION",
     "LABEL_RACK",
     "LABEL_TASKSPEC",

@@ -18,6 +18,8 @@ from nicoflow.controller import expectations, metrics
 from nicoflow.controller.actuator import Actuator
 from nicoflow.controller.alerts import AlertRouter, LogSink, WebhookSink
 from nicoflow.controller.inventory_sync import InventorySyncer
+from nicoflow.controller.leak_response import LeakResponder
+from nicoflow.controller.leak_watch import LeakWatch
 from nicoflow.controller.rack_mirror import RackController
 from nicoflow.controller.rules import RuleCache
 from nicoflow.controller.schedules import ScheduleController
@@ -44,10 +46,16 @@ class Options:
     core_url: str | None = None
     stage_events: bool = False
     confirm_window: float = 30.0
+    # blast-radius limits (0 = none): racks running at once, Core calls a
+    # second, racks a disruptive TaskSpec may take without maxParallelRacks
+    max_racks_in_flight: int = 0
+    core_calls_per_second: float = 0.0
+    max_unthrottled_racks: int = 0
     namespaces: tuple[str, ...] = ()
     ttl_sweep_seconds: float = 30.0
     resolve_grace_seconds: float = 30.0
     inventory_interval: float = 60.0  # 0 = no inventory sync
+    leak_interval: float = 60.0  # 0 = no leak watch
     leak_namespace: str = "nico-flow"
     mirror_expected_racks: bool = False
     alert_webhook: str | None = None
@@ -80,8 +88,14 @@ class Runtime:
         config: ComponentManagerConfig = load_config(opts.component_config).config
         core: CoreClient | None = None
         if config.required_providers():
-            settings = core_settings(config, target=opts.core_url)
-            core = await CoreClient.connect(settings, on_call=metrics.observe_core_call)
+            settings = core_settings(
+                config, target=opts.core_url, max_calls_per_second=opts.core_calls_per_second
+            )
+            core = await CoreClient.connect(
+                settings,
+                on_call=metrics.observe_core_call,
+                on_throttle=metrics.observe_core_throttle,
+            )
         managers = ManagerRegistry.build(config, core=core)
         rules = RuleCache()
 
@@ -95,6 +109,10 @@ class Runtime:
                 )
                 for cid, (phase, _reason, blocked) in found.items()
             }
+
+        async def rack_hosts(rack: str) -> list[str]:
+            async with sessions() as session:
+                return await queries.rack_compute_ids(session, rack)
 
         async def archive(body: dict[str, Any]) -> None:
             async with sessions() as session, session.begin():
@@ -112,8 +130,13 @@ class Runtime:
             ),
             namespaces=opts.namespaces,
             statuses=statuses,
+            rack_hosts=rack_hosts,
             archive=archive,
-            settings=Settings(stage_events=opts.stage_events, confirm_window=opts.confirm_window),
+            settings=Settings(
+                stage_events=opts.stage_events,
+                confirm_window=opts.confirm_window,
+                max_racks_in_flight=opts.max_racks_in_flight,
+            ),
         )
         taskspecs = TaskSpecController(
             kube,
@@ -121,6 +144,7 @@ class Runtime:
             load_inventory,
             rules.candidates,
             resolve_grace=timedelta(seconds=opts.resolve_grace_seconds),
+            max_unthrottled_racks=opts.max_unthrottled_racks,
         )
         tasks.on_change = taskspecs.mark
         sinks: list[LogSink | WebhookSink] = [LogSink()]
@@ -153,6 +177,16 @@ class Runtime:
         runtime._background.append(asyncio.ensure_future(schedules.run(runtime._stop)))
         runtime._background.append(asyncio.ensure_future(tasks.sync()))
         runtime._background.append(asyncio.ensure_future(runtime._sweep(opts.ttl_sweep_seconds)))
+        if core is not None and opts.leak_interval > 0:
+            # the leak response runs on its own loop: no inventory pass, no
+            # PostgreSQL needed
+            watch = LeakWatch(
+                core,
+                kube,
+                LeakResponder(kube, alerts, opts.leak_namespace),
+                interval=opts.leak_interval,
+            )
+            runtime._background.append(asyncio.ensure_future(watch.run(runtime._stop)))
         if core is not None and opts.inventory_interval > 0:
             # Leak TaskSpecs carry their own Rack Event, so no Event sink here.
             syncer = InventorySyncer(

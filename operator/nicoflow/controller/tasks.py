@@ -26,11 +26,25 @@ from nicoflow.controller.actuator import Actuator
 from nicoflow.controller.bodies import compact, settled
 from nicoflow.controller.coalesce import Coalescer
 from nicoflow.controller.plans import footprint, plan_from_task, status_of, status_patch, task_spec
-from nicoflow.controller.resources import TASKS, TASKSPECS
+from nicoflow.controller.resources import LABEL_LEAK_RESPONSE, TASKS, TASKSPECS
 from nicoflow.controller.runner import drive
 from nicoflow.controller.stage_spans import SPANS
-from nicoflow.core.readiness import ComponentStatus, check_readiness, gated_operation
-from nicoflow.domain.conflicts import Queue, Reject, Start, Waiting, admit, promotable
+from nicoflow.core.readiness import (
+    ComponentStatus,
+    check_readiness,
+    gated_components,
+    gated_operation,
+    needs_rack_hosts,
+)
+from nicoflow.domain.conflicts import (
+    Queue,
+    Reject,
+    Start,
+    Waiting,
+    admit,
+    conflict,
+    promotable,
+)
 from nicoflow.domain.types import TaskPhase
 from nicoflow.engine.plan import Call, Options, Outcome, Plan
 from nicoflow.engine.task import Decision, set_condition
@@ -40,9 +54,12 @@ log = logging.getLogger(__name__)
 
 Key = tuple[str, str]  # (namespace, name)
 StatusLookup = Callable[[list[str]], Awaitable[dict[str, ComponentStatus]]]
+RackHosts = Callable[[str], Awaitable[list[str]]]
 Archiver = Callable[[dict[str, Any]], Awaitable[None]]
 
 READINESS_TIMEOUT = timedelta(minutes=30)
+# Annotation naming who asked for a TaskSpec (set at admission; see docs/security.md)
+REQUESTED_BY = "flow.nico.io/requested-by"
 READINESS_RECHECK = 5.0
 
 
@@ -59,6 +76,8 @@ class Entry:
     blocked_since: datetime | None = None
     # finished and archived: its body is kept without stage results
     settled: bool = False
+    # cancelled (in this process) to make way for this leak response TaskSpec
+    preempted_by: str | None = None
 
     @property
     def phase(self) -> TaskPhase:
@@ -84,6 +103,12 @@ class Entry:
         )
 
     @property
+    def leak_response(self) -> bool:
+        """Forces a leaking component off: pre-empts conflicting work, never waits."""
+        labels = self.body["metadata"].get("labels") or {}
+        return labels.get(LABEL_LEAK_RESPONSE) == "true"
+
+    @property
     def releasing(self) -> bool:
         """Finished, but something it left in Core still has to be removed."""
         return self.phase.finished and bool((self.body.get("status") or {}).get("releases"))
@@ -94,6 +119,8 @@ class Settings:
     stage_events: bool = False  # Normal events per stage cost one apiserver write each
     readiness_timeout: timedelta = READINESS_TIMEOUT
     confirm_window: float = 30.0  # seconds; see engine.plan.Plan.confirm_window
+    # racks with a Task running at once, whatever TaskSpec: 0 = no limit
+    max_racks_in_flight: int = 0
 
 
 class TaskManager:
@@ -104,6 +131,7 @@ class TaskManager:
         *,
         namespaces: tuple[str, ...] = (),
         statuses: StatusLookup | None = None,
+        rack_hosts: RackHosts | None = None,
         archive: Archiver | None = None,
         on_change: Callable[[Key], None] | None = None,
         settings: Settings | None = None,
@@ -113,6 +141,7 @@ class TaskManager:
         self.actuator = actuator
         self.namespaces = namespaces
         self.statuses = statuses
+        self.rack_hosts = rack_hosts
         self.archive = archive
         self.on_change = on_change or (lambda _key: None)
         self.settings = settings or Settings()
@@ -123,6 +152,8 @@ class TaskManager:
         self._admission = Coalescer(self._admit_once)
         self._synced = asyncio.Event()
         self._closing = False
+        # racks with a Task held by the operator-wide limit: kicked when a slot frees
+        self.held_by_limit: set[str] = set()
 
     # -- state from the apiserver ----------------------------------------------
 
@@ -223,13 +254,20 @@ class TaskManager:
                     self._start(entry)  # resume after an operator restart
             mine = [e for e in everything if not e.phase.finished]
             mine.sort(key=lambda e: (e.created, e.key))
+            leaks = [e for e in mine if e.leak_response and not e.running]
+            for leak in leaks:
+                await self._preempt_for(leak, mine)
+            mine = [e for e in mine if not e.phase.finished and e.key in self.entries]
             for entry in [e for e in mine if not e.running]:
                 if _cancel_requested(entry.body) or self._taskspec_cancelled(entry):
                     await self._finish_unstarted(
                         entry, TaskPhase.CANCELLED, "Cancelled", "cancelled before it started"
                     )
             mine = [e for e in mine if not e.phase.finished and e.key in self.entries]
-            running = [footprint(e.body) for e in mine if e.running]
+            # a leak response not started yet occupies its components already:
+            # nothing that conflicts with it starts meanwhile
+            running = [footprint(e.body) for e in mine if e.running or e.leak_response]
+            mine = [e for e in mine if not e.leak_response]
             waiting_entries = [e for e in mine if e.phase is TaskPhase.WAITING and not e.running]
             waiting = [self._waiting(e) for e in waiting_entries]
             start, expired = promotable(running, waiting, now)
@@ -284,6 +322,37 @@ class TaskManager:
                 # come back when the first queued Task's time runs out
                 self._kick_at(rack, min(w.expires_at for w in still_waiting))
 
+    async def _preempt_for(self, leak: Entry, mine: list[Entry]) -> None:
+        """A leak response goes first: conflicting Tasks on its rack are
+        cancelled (running ones stop at their next turn, waiting ones at once),
+        then it starts, past queues, holds and limits."""
+        fp = footprint(leak.body)
+        who = leak.taskspec[1]
+        blocking = False
+        for other in mine:
+            if other is leak or other.leak_response or other.phase.finished:
+                continue
+            if conflict(fp, footprint(other.body)) is None:
+                continue
+            message = (
+                f"cancelled to make way for the coolant-leak response {who} on this rack "
+                "(a leaking component must go dark first)"
+            )
+            if other.running:
+                blocking = True
+                if other.preempted_by is None:
+                    other.preempted_by = who
+                    other.wake.set()
+                    await events.post(self.kube, other.body, "Warning", "Preempted", message)
+            else:
+                await self._finish_unstarted(other, TaskPhase.CANCELLED, "Preempted", message)
+        if blocking:
+            await self._hold(
+                leak, "pre-empting conflicting Tasks on the rack; starting once they stop"
+            )
+            return
+        self._start(leak)
+
     def _kick_at(self, rack: str, when: datetime) -> None:
         self._admission.kick_later(rack, max(0.0, (when - self.clock()).total_seconds()) + 0.05)
 
@@ -300,6 +369,16 @@ class TaskManager:
         spec = (ts or {}).get("spec") or {}
         if spec.get("suspend"):
             return "suspended: the TaskSpec is suspended"
+        limit = self.settings.max_racks_in_flight
+        if limit:
+            flying = sum(e.running for e in self.entries.values())
+            if flying >= limit:
+                self.held_by_limit.add(entry.rack)
+                return (
+                    f"waiting for a slot: {flying} racks in flight, the operator's limit "
+                    f"(--max-racks-in-flight={limit})"
+                )
+            self.held_by_limit.discard(entry.rack)
         siblings = [e for e in self.entries.values() if e.taskspec == entry.taskspec]
         max_failed = spec.get("maxFailedRacks")
         failed = sum(e.phase is TaskPhase.FAILED for e in siblings)
@@ -312,12 +391,17 @@ class TaskManager:
         return None
 
     async def _ready(self, entry: Entry, now: datetime) -> bool:
-        """The readiness gate: components busy in Core (e.g. tenant work) hold the Task."""
+        """The readiness gate: components busy in Core (e.g. tenant work) hold
+        the Task — the targeted trays, and for switches and power shelves every
+        tray of the rack behind them."""
         plan = plan_from_task(entry.body)
-        if plan.options.override_readiness or self.statuses is None:
+        if self.statuses is None:
             return True
-        ids = [c.id for comps in plan.components.values() for c in comps if c.id]
+        if plan.options.override_readiness:
+            await self._note_override(entry)
+            return True
         try:
+            ids = await self._gated_ids(entry, plan)
             statuses = await self.statuses(ids)
         except Exception as exc:  # inventory unreachable: do not start blind
             log.warning("readiness lookup failed for %s: %s", entry.key, exc)
@@ -340,6 +424,28 @@ class TaskManager:
         await self._hold(entry, f"waiting for readiness: {verdict.describe()}")
         self._recheck(entry.rack)
         return False
+
+    async def _gated_ids(self, entry: Entry, plan: Plan) -> list[str]:
+        targets = {t: [c.id for c in comps if c.id] for t, comps in plan.components.items()}
+        hosts: list[str] = []
+        if self.rack_hosts is not None and needs_rack_hosts(t for t, ids in targets.items() if ids):
+            hosts = await self.rack_hosts(entry.rack)
+        return gated_components(targets, entry.rack, hosts)
+
+    async def _note_override(self, entry: Entry) -> None:
+        """Whoever skipped the gate is on record, once per Task."""
+        st = status_of(entry.body)
+        if any(c.type == "ReadinessCheck" for c in st.conditions):
+            return
+        ts = self.taskspecs.get(entry.taskspec) or {}
+        who = ((ts.get("metadata") or {}).get("annotations") or {}).get(REQUESTED_BY)
+        message = (
+            f"readiness check overridden (overrideReadinessCheck) by TaskSpec {entry.taskspec[1]}"
+            f"{f', requested by {who}' if who else ''}: in-use components are not waited for"
+        )
+        set_condition(st, "ReadinessCheck", "False", "Overridden", message, self.clock())
+        if await self._write(entry, st):
+            await events.post(self.kube, entry.body, "Warning", "ReadinessOverridden", message)
 
     def _recheck(self, rack: str) -> None:
         loop = asyncio.get_running_loop()
@@ -416,7 +522,7 @@ class TaskManager:
             entry.runner = None
             if not self._closing:
                 self.kick(entry.rack)
-                for other in self._sibling_racks(entry):
+                for other in self._sibling_racks(entry) | self.held_by_limit:
                     self.kick(other)
 
     def _sibling_racks(self, entry: Entry) -> set[str]:
@@ -506,7 +612,11 @@ class _OperatorHost:
 
     def plan(self) -> Plan:
         entry = self.entry
-        cancel = _cancel_requested(entry.body) or self.manager._taskspec_cancelled(entry)
+        cancel = (
+            _cancel_requested(entry.body)
+            or self.manager._taskspec_cancelled(entry)
+            or entry.preempted_by is not None
+        )
         # parsing the spec is the costly part of a loop turn; it changes only
         # with the generation (a cancel request) or the TaskSpec's cancel
         key = (entry.body["metadata"].get("generation"), cancel)

@@ -14,7 +14,9 @@ from typing import Any
 from nicoflow.api.task_spec import TaskSpecPhase, TaskSpecSpec
 from nicoflow.controller import events, heap
 from nicoflow.controller.conditions import condition
+from nicoflow.controller.leak_response import ANNOTATION_COMPONENT
 from nicoflow.controller.resources import (
+    LABEL_LEAK_RESPONSE,
     LABEL_OPERATION,
     LABEL_RACK,
     LABEL_TASKSPEC,
@@ -31,7 +33,7 @@ from nicoflow.domain.targets import (
     resolve_targets,
     unaddressable_reason,
 )
-from nicoflow.domain.types import OperationCode, TaskPhase
+from nicoflow.domain.types import ComponentType, OperationCode, TaskPhase
 from nicoflow.kube.client import ApiError, Conflict, KubeClient, NotFound
 
 # a resolution this large leaves enough freed memory behind to hand it back
@@ -50,10 +52,31 @@ FLUSH_SECONDS = 0.5
 # before the TaskSpec proceeds without them.
 RESOLVE_GRACE = timedelta(seconds=30)
 RESOLVE_RETRY = 2.0
+# A disruptive operation on more racks than this needs maxParallelRacks set
+# (operator flag --max-unthrottled-racks; 0 = no such limit).
+DEFAULT_MAX_UNTHROTTLED_RACKS = 20
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def leak_target(body: dict[str, Any]) -> InventoryRack | None:
+    """The rack and component a leak-response TaskSpec names itself (label and
+    annotation), for resolving it without the inventory."""
+    meta = body.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    rack = labels.get(LABEL_RACK)
+    named = str((meta.get("annotations") or {}).get(ANNOTATION_COMPONENT, ""))
+    kind, _, core_id = named.partition("/")
+    if labels.get(LABEL_LEAK_RESPONSE) != "true" or not rack or not core_id:
+        return None
+    try:
+        ctype = ComponentType(kind)
+    except ValueError:
+        return None
+    component = InventoryComponent(id=core_id, name=core_id, type=ctype, serial="", core_id=core_id)
+    return InventoryRack(name=str(rack), components=(component,))
 
 
 def _ts(value: datetime) -> str:
@@ -70,6 +93,7 @@ class TaskSpecController:
         *,
         clock: Callable[[], datetime] = _now,
         resolve_grace: timedelta = RESOLVE_GRACE,
+        max_unthrottled_racks: int = DEFAULT_MAX_UNTHROTTLED_RACKS,
     ) -> None:
         self.kube = kube
         self.tasks = tasks
@@ -77,6 +101,7 @@ class TaskSpecController:
         self.rules = rules
         self.clock = clock
         self.resolve_grace = resolve_grace
+        self.max_unthrottled_racks = max_unthrottled_racks
         self._dirty: set[Key] = set()
         self._written: dict[Key, dict[str, Any]] = {}
         self._locks: dict[Key, asyncio.Lock] = {}
@@ -104,7 +129,16 @@ class TaskSpecController:
         spec = TaskSpecSpec.model_validate(body["spec"])
         targets = body["spec"]["targets"]
         now = self.clock()
-        racks = await self.load_inventory(targets)
+        try:
+            racks = await self.load_inventory(targets)
+        except Exception as exc:
+            fallback = leak_target(body)
+            if fallback is None:
+                raise
+            # a leak must be answered with the inventory down: the leak TaskSpec
+            # names its component and rack itself
+            log.warning("inventory unavailable (%s); leak TaskSpec %s resolved alone", exc, key)
+            racks = [fallback]
         resolution = resolve_targets(targets, racks)
         created_at = meta.get("creationTimestamp")
         age = now - (
@@ -112,6 +146,10 @@ class TaskSpecController:
         )
         if resolution.errors and age < self.resolve_grace:
             asyncio.get_running_loop().call_later(RESOLVE_RETRY, self._retry, key)
+            return
+        wide = self._too_wide(spec, len(resolution.per_rack))
+        if wide:
+            await self._refuse(body, "BlastRadius", wide, now)
             return
         errors: list[dict[str, str]] = [
             {"target": t[:256], "message": m[:1024]} for t, m in resolution.errors
@@ -182,6 +220,37 @@ class TaskSpecController:
         if len(created) >= RELEASE_AFTER_TASKS:
             heap.release()
 
+    def _too_wide(self, spec: TaskSpecSpec, racks: int) -> str | None:
+        """Why a disruptive operation on this many racks at once is refused."""
+        limit = self.max_unthrottled_racks
+        if not spec.operation.disruptive or not limit or racks <= limit:
+            return None
+        if spec.max_parallel_racks:
+            return None  # how many at once was decided by whoever wrote it
+        return (
+            f"{spec.operation.value} would run on {racks} racks at once; more than {limit} "
+            "racks need spec.maxParallelRacks (how many may run at the same time, e.g. "
+            f"{limit}), so a mistake cannot take down the whole fleet at once"
+        )
+
+    async def _refuse(self, body: dict[str, Any], reason: str, message: str, now: datetime) -> None:
+        """The TaskSpec fails before any Task is created."""
+        meta = body["metadata"]
+        status: dict[str, Any] = {
+            "observedGeneration": meta.get("generation"),
+            "racks": 0,
+            "phase": TaskSpecPhase.FAILED.value,
+            "message": message[:1024],
+            "startTime": _ts(now),
+            "completionTime": _ts(now),
+            "conditions": [_condition("Failed", "True", reason, message, now, meta)],
+        }
+        await events.post(self.kube, body, "Warning", reason, message)
+        await self.kube.patch_status(TASKSPECS, meta["name"], status, meta["namespace"])
+        key = (meta["namespace"], meta["name"])
+        self._written[key] = status
+        self.mark(key)
+
     def _task_body(
         self,
         owner: dict[str, Any],
@@ -223,6 +292,11 @@ class TaskSpecController:
                     LABEL_RACK: rack.name,
                     LABEL_OPERATION: spec.operation.value,
                     LABEL_TASKSPEC: meta["name"],
+                    **{
+                        k: v
+                        for k, v in (meta.get("labels") or {}).items()
+                        if k == LABEL_LEAK_RESPONSE
+                    },
                 },
                 "ownerReferences": [
                     {

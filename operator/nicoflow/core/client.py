@@ -17,6 +17,7 @@ import asyncio
 import logging
 import os
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -62,11 +63,14 @@ _WRITE_RETRY_CODES = _READ_RETRY_CODES - {grpc.StatusCode.DEADLINE_EXCEEDED}
 TRANSIENT_CODES = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.ABORTED}
 )
-# Codes a server answers after looking at a request and declining it: the call
-# did not apply. Any other failure (unavailable, deadline, internal ...) may
-# have come after the call applied and the reply was lost.
+# Codes Core answers after looking at a request and declining it, or after
+# trying it and reporting that it failed (INTERNAL: the BMC refused it): the
+# call did not apply. Any other failure (unavailable, overloaded, aborted,
+# deadline, unknown ...) may have come after the call applied and its reply
+# was lost.
 REFUSED_CODES = frozenset(
     {
+        grpc.StatusCode.INTERNAL,
         grpc.StatusCode.INVALID_ARGUMENT,
         grpc.StatusCode.NOT_FOUND,
         grpc.StatusCode.ALREADY_EXISTS,
@@ -124,6 +128,39 @@ class CoreDeadlineExceeded(CoreError):
         self.args = (f"NICo Core {method} did not answer within its {timeout:g} s deadline{tries}",)
 
 
+class CallRate:
+    """Spreads calls out to at most `per_second` a second, allowing a burst of
+    one second's worth: a token bucket whose tokens may be reserved ahead, so
+    waiting callers keep their order."""
+
+    def __init__(
+        self,
+        per_second: float,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        on_wait: Callable[[float], None] | None = None,
+    ) -> None:
+        self.per_second = per_second
+        self._sleep = sleep
+        self._clock = clock
+        self._on_wait = on_wait
+        self._tokens = per_second
+        self._at = clock()
+
+    async def acquire(self) -> None:
+        now = self._clock()
+        self._tokens = min(self.per_second, self._tokens + (now - self._at) * self.per_second)
+        self._at = now
+        self._tokens -= 1.0
+        if self._tokens >= 0:
+            return
+        wait = -self._tokens / self.per_second
+        if self._on_wait is not None:
+            self._on_wait(wait)
+        await self._sleep(wait)
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     max_attempts: int = 4
@@ -158,6 +195,9 @@ class CoreClientSettings:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     # Overrides the TLS server name (when the certificate's name differs from the host).
     server_name: str | None = None
+    # At most this many calls (reads and writes, retries included) start per
+    # second; 0 = no limit. Protects Core from a fleet-wide run.
+    max_calls_per_second: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.target:
@@ -171,6 +211,8 @@ class CoreClientSettings:
             raise ValueError("timeout must be greater than zero")
         if self.retry.max_attempts < 1:
             raise ValueError("retry.max_attempts must be at least 1")
+        if self.max_calls_per_second < 0:
+            raise ValueError("max_calls_per_second must not be negative")
 
     @classmethod
     def from_env(
@@ -186,6 +228,7 @@ class CoreClientSettings:
         allow_insecure: bool | None = None,
         server_name: str | None = None,
         retry: RetryPolicy | None = None,
+        max_calls_per_second: float = 0.0,
     ) -> CoreClientSettings:
         """Explicit arguments win over $NICO_CORE_API_URL, $CERTDIR and
         $ALLOW_INSECURE_GRPC."""
@@ -210,6 +253,7 @@ class CoreClientSettings:
             timeout=timeout,
             retry=retry or RetryPolicy(),
             server_name=server_name,
+            max_calls_per_second=max_calls_per_second,
         )
 
 
@@ -240,12 +284,18 @@ class CoreClient:
         *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
+        on_throttle: Callable[[float], None] | None = None,
     ) -> None:
         self._channel = channel
         self._settings = settings
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._callables: dict[str, Any] = {}
+        self._rate = (
+            CallRate(settings.max_calls_per_second, sleep=sleep, on_wait=on_throttle)
+            if settings.max_calls_per_second
+            else None
+        )
 
     @classmethod
     async def connect(
@@ -255,6 +305,7 @@ class CoreClient:
         on_call: CallHook | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
+        on_throttle: Callable[[float], None] | None = None,
     ) -> CoreClient:
         """Open a channel on the running loop (grpc.aio channels are bound to
         the loop that creates them)."""
@@ -282,7 +333,7 @@ class CoreClient:
             settings.target,
             settings.tls.source if settings.tls else "plaintext",
         )
-        return cls(channel, settings, sleep=sleep, rng=rng)
+        return cls(channel, settings, sleep=sleep, rng=rng, on_throttle=on_throttle)
 
     @classmethod
     @asynccontextmanager
@@ -348,6 +399,8 @@ class CoreClient:
         attempt = 0
         while True:
             attempt += 1
+            if self._rate is not None:
+                await self._rate.acquire()
             try:
                 response: Resp = await fn(request, timeout=seconds, metadata=metadata)
                 return response

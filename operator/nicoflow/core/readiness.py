@@ -97,3 +97,28 @@ def hosts_to_gate(
         return targets
     racks = dict.fromkeys(r for t in targets if (r := rack_of.get(t)))
     return list(dict.fromkeys(h for rack in racks for h in hosts_by_rack.get(rack, ())))
+
+
+def gated_components(
+    targets: Mapping[ComponentType, Iterable[str]], rack: str, rack_hosts: Iterable[str]
+) -> list[str]:
+    """Everything whose readiness decides an operation on one rack's `targets`
+    (Core ids by type): the targets themselves, and for switches and power
+    shelves every compute tray of the rack (`rack_hosts`)."""
+    hosts = list(rack_hosts)
+    out: list[str] = []
+    for ctype, ids in targets.items():
+        targets_of_type = list(ids)
+        out += targets_of_type
+        out += hosts_to_gate(
+            ctype,
+            targets_of_type,
+            rack_of=dict.fromkeys(targets_of_type, rack),
+            hosts_by_rack={rack: hosts},
+        )
+    return list(dict.fromkeys(out))
+
+
+def needs_rack_hosts(types: Iterable[ComponentType]) -> bool:
+    """Whether an operation on these types is gated by the rack's trays."""
+    return any(t in (ComponentType.NVSWITCH, ComponentType.POWERSHELF) for t in types)

@@ -11,8 +11,10 @@ incident the power-offs Flow requests are numbered rounds 0, 1, 2 ...:
   on in an observation that began after that finish: the tray was switched
   back on while still leaking, or (round n failed) it never went dark;
 - nothing while a round is pending or running, once a person cancelled a
-  round (cancelling is how a person takes the incident over), or after
-  MAX_ROUNDS rounds (something keeps powering it on; a person must step in).
+  round (asking to cancel its TaskSpec is how a person takes the incident
+  over; a round that ended cancelled for any other reason counts as failed),
+  or after MAX_ROUNDS rounds (something keeps powering it on; a person must
+  step in).
 
 The rounds are whatever power-off requests exist (the caller reads them back
 from Kubernetes each pass), so the decision after an operator restart is the
@@ -26,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from nicoflow.domain.types import PowerState
+from nicoflow.domain.types import ComponentType, PowerState
 
 MAX_ROUNDS = 8
 # Finish times are stored with whole seconds: an observation must begin this long
@@ -48,12 +50,27 @@ class PowerOffRound:
     number: int
     outcome: RoundOutcome = RoundOutcome.UNFINISHED
     finished_at: datetime | None = None
+    # who asked to cancel it (CANCELLED rounds), as the apiserver recorded it
+    cancelled_by: str = ""
 
     @property
     def finished(self) -> bool:
         # A finished round without a finish time cannot be ordered against an
         # observation, so it counts as still running.
         return self.outcome is not RoundOutcome.UNFINISHED and self.finished_at is not None
+
+
+@dataclass(frozen=True)
+class LeakingComponent:
+    """A component NICo Core reports leaking."""
+
+    core_id: str
+    type: ComponentType
+    name: str
+    rack: str | None
+    since: datetime  # start of the incident: Core's alert time, else when first seen
+    power: PowerState = PowerState.UNKNOWN
+    new: bool = True  # first seen leaking now (announced once)
 
 
 class LeakAction(StrEnum):
@@ -95,8 +112,10 @@ def decide(
         return LeakDecision(LeakAction.FIRST, 0, "leak detected")
     last = done[-1]
     if last.outcome is RoundOutcome.CANCELLED:
+        who = f" ({last.cancelled_by})" if last.cancelled_by else ""
         return LeakDecision(
-            LeakAction.HELD, reason=f"power-off round {last.number} was cancelled by a person"
+            LeakAction.HELD,
+            reason=f"power-off round {last.number} was cancelled by a person{who}",
         )
     if not last.finished:
         return LeakDecision(LeakAction.WAIT, reason=f"power-off round {last.number} not finished")

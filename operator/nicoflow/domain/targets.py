@@ -106,6 +106,14 @@ def _pick(data: Mapping[str, Any], camel: str, snake: str) -> Any:
     return data.get(camel, data.get(snake))
 
 
+def rack_selector(targets: Mapping[str, Any]) -> Any:
+    """The targets' rack selector; `allRacks: true` is the selector of every rack."""
+    selector = _pick(targets, "rackSelector", "rack_selector")
+    if selector is None and _pick(targets, "allRacks", "all_racks"):
+        return {}
+    return selector
+
+
 def match_labels(selector: Mapping[str, Any] | WireModel, labels: Mapping[str, str]) -> bool:
     """Whether `labels` satisfy a Kubernetes label selector (every term must hold).
 
@@ -317,9 +325,13 @@ def resolve_targets(
         else:
             out.errors.append((f"rack {name}", f"rack {name} not found"))
 
-    selector = _pick(spec, "rackSelector", "rack_selector")
+    selector = rack_selector(spec)
     if selector is not None:
-        what = f"rackSelector {describe_selector(selector)}"
+        what = (
+            "allRacks"
+            if _pick(spec, "rackSelector", "rack_selector") is None
+            else f"rackSelector {describe_selector(selector)}"
+        )
         try:
             hits = [r.name for r in ordered_racks if match_labels(selector, r.labels)]
         except ValueError as exc:

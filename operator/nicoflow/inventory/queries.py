@@ -21,6 +21,7 @@ from nicoflow.domain.targets import (
     InventoryRack,
     WireModel,
     match_labels,
+    rack_selector,
 )
 from nicoflow.domain.types import BMCType, ComponentType, OperationCode, TaskPhase
 from nicoflow.inventory.models import BMC, Component, ComponentPhase, NVLDomain, Rack, TaskHistory
@@ -185,7 +186,7 @@ async def load_for_targets(
     (rack rows only); NVL domains by domain; component targets by the racks that
     hold a matching component. Three queries at most."""
     spec = _wire(targets)
-    selector = _pick(spec, "rackSelector", "rack_selector")
+    selector = rack_selector(spec)
     domains = set(_pick(spec, "nvlDomains", "nvl_domains") or ())
     names = set(spec.get("racks") or ())
     comp_rack_ids, comp_rack_names = await _racks_of_components(
@@ -273,6 +274,24 @@ async def component_statuses(
         else:
             out[core_id] = ComponentStatusRow(ComponentPhase(phase).value, reason, ops)
     return out
+
+
+async def rack_compute_ids(session: AsyncSession, rack: str) -> list[str]:
+    """Core ids of the compute trays of the rack named `rack` (behind its
+    switches and power shelves: they gate operations on those)."""
+    stmt = (
+        select(Component.external_id)
+        .join(Rack, Component.rack_id == Rack.id)
+        .where(
+            Rack.name == rack,
+            Rack.deleted_at.is_(None),
+            Component.deleted_at.is_(None),
+            Component.type == ComponentType.COMPUTE,
+            Component.external_id.is_not(None),
+        )
+        .order_by(Component.external_id)
+    )
+    return [str(cid) for cid in (await session.scalars(stmt)).all()]
 
 
 # --- task archive -----------------------------------------------------------------------------

@@ -23,6 +23,8 @@ SCHEDULES = Resource(GROUP, VERSION, "taskschedules", "TaskSchedule")
 LABEL_RACK = f"{GROUP}/rack"
 LABEL_OPERATION = f"{GROUP}/operation"
 LABEL_TASKSPEC = f"{GROUP}/taskspec"
+# a TaskSpec (and its Tasks) answering a coolant leak: pre-empts, never waits
+LABEL_LEAK_RESPONSE = f"{GROUP}/leak-response"
 FINALIZER = f"{GROUP}/inventory"
 
 _INVALID = re.compile(r"[^a-z0-9-]+")

@@ -33,7 +33,7 @@ env = module_env(
     sim_args=("--latency-power", "0s"),
     # the simulator shows a command at once: no need to look for a lost one
     # for the production default of 30 s before sending it again
-    operator_args=("--confirm-window", "5"),
+    operator_args=("--confirm-window", "2"),
 )
 
 
@@ -41,12 +41,13 @@ def flaky(env: Env, seed: int, **more: Any) -> None:
     env.control.replace_faults({"seed": seed, "errors": [FLAKY], **more})
 
 
+@pytest.mark.timeout(600)
 def test_restart_succeeds_with_every_core_rpc_failing_a_fifth_of_the_time(env: Env) -> None:
     racks = env.racks[:3]
     start = env.last_seq()
     flaky(env, seed=5)
     try:
-        ts = env.run("flaky-restart", "restart", racks, timeout=300)
+        ts = env.run("flaky-restart", "restart", racks, timeout=540)
         hits = env.control.injected()
     finally:
         env.control.replace_faults({})
@@ -67,13 +68,14 @@ def test_restart_succeeds_with_every_core_rpc_failing_a_fifth_of_the_time(env: E
         assert env.power_states(rack) == {"on"}, rack
 
 
+@pytest.mark.timeout(600)
 def test_a_component_that_always_fails_fails_only_its_rack(env: Env) -> None:
     good, bad = env.racks[:3], env.racks[3]
     broken = env.components(bad, "compute")[4]
     start = env.last_seq()
     flaky(env, seed=6, failing=[broken["id"]])
     try:
-        ts = env.run("flaky-broken", "restart", [*good, bad], timeout=300)
+        ts = env.run("flaky-broken", "restart", [*good, bad], timeout=540)
     finally:
         env.control.replace_faults({})
     tasks = {
