@@ -157,6 +157,13 @@ class TaskTargets(CrdModel):
         description="Only these component types of the selected racks; empty: all.",
     )
     components: list[ComponentTarget] | None = Field(None, max_length=MAX_COMPONENT_TARGETS)
+    exclude_racks: list[LabelName] | None = Field(
+        None,
+        max_length=MAX_RACK_TARGETS,
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+        description="Racks left out, whatever else selects them (a TaskSchedule with overlap "
+        "policy Skip lists the racks still busy with its previous run).",
+    )
 
     model_config = ConfigDict(
         json_schema_extra=validations(

@@ -2,10 +2,13 @@
 (shared with the API server) and re-exported here for the controller modules."""
 
 from nicoflow.kube.resources import (
+    ANNOTATION_RESUMED_AT,
+    ANNOTATION_SCHEDULED_TIME,
     FINALIZER,
     GROUP,
     LABEL_OPERATION,
     LABEL_RACK,
+    LABEL_SCHEDULE,
     LABEL_TASKSPEC,
     RACKS,
     RULES,
@@ -17,10 +20,13 @@ from nicoflow.kube.resources import (
 )
 
 __all__ = [
+    "ANNOTATION_RESUMED_AT",
+    "ANNOTATION_SCHEDULED_TIME",
     "FINALIZER",
     "GROUP",
     "LABEL_OPERATION",
     "LABEL_RACK",
+    "LABEL_SCHEDULE",
     "LABEL_TASKSPEC",
     "RACKS",
     "RULES",
