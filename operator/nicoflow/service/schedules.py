@@ -54,7 +54,7 @@ from nicoflow.domain import schedules as timing
 from nicoflow.domain.conflicts import Footprint, conflict
 from nicoflow.domain.durations import parse_duration
 from nicoflow.domain.rules import describe_validation_error
-from nicoflow.domain.targets import resolve_targets
+from nicoflow.domain.targets import addressable, resolve_targets
 from nicoflow.domain.types import ComponentType, ConflictStrategy, OperationCode
 from nicoflow.inventory.models import Rack
 from nicoflow.inventory.queries import load_for_targets, load_racks
@@ -770,10 +770,12 @@ async def delete_schedule(backend: Backend, request: pb.DeleteTaskScheduleReques
         raise NotFound(f"task schedule {schedule_id_of(body)} not found") from None
 
 
-async def ready_racks(session: AsyncSession, targets: Json) -> list[str]:
+async def ready_racks(session: AsyncSession, targets: Json, code: OperationCode) -> list[str]:
     """Racks that will get a Task (as in the operation RPCs)."""
     resolution = resolve_targets(targets, await load_for_targets(session, targets))
-    return sorted(name for name, cs in resolution.per_rack.items() if any(c.core_id for c in cs))
+    return sorted(
+        name for name, cs in resolution.per_rack.items() if any(addressable(code, c) for c in cs)
+    )
 
 
 async def trigger_schedule(
@@ -784,9 +786,11 @@ async def trigger_schedule(
         raise FailedPrecondition(
             "this one-time schedule has already fired; it cannot be triggered again"
         )
-    targets = body["spec"]["taskSpecTemplate"]["spec"]["targets"]
+    template = body["spec"]["taskSpecTemplate"]["spec"]
     async with backend.sessions() as session:
-        racks = await ready_racks(session, targets)
+        racks = await ready_racks(
+            session, template["targets"], OperationCode(template["operation"])
+        )
     if not racks:
         raise FailedPrecondition(
             "nothing to run: no rack in the schedule's scope has a component with a NICo Core id"
