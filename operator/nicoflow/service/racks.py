@@ -9,9 +9,10 @@ removed again. The operator mirroring the new object at the same moment waits
 on the mirror's per-rack lock and then finds the rows already current.
 
 Delete is soft, as in the original: the Rack object goes, the rows are marked
-deleted (reads no longer return them) until PurgeRack removes them. An
-operator that owns the object's finalizer removes the rows itself on deletion;
-a later PurgeRack then finds nothing (NOT_FOUND)."""
+deleted (reads no longer return them) until PurgeRack removes them. The
+operator, which holds the object's finalizer, marks the rows deleted as well
+when the object goes (whoever deleted it), and never removes them: that is
+PurgeRack's job."""
 
 from __future__ import annotations
 
