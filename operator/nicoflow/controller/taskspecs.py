@@ -211,6 +211,8 @@ class TaskSpecController:
             "conflictStrategy": spec.conflict_strategy.value,
             "queueTimeoutSeconds": spec.queue_timeout_seconds,
         }
+        if spec.description:  # the v1 API shows it for the Task, also once archived
+            task_spec["description"] = spec.description
         if spec.options is not None:
             task_spec["options"] = spec.options.to_k8s()
         return {

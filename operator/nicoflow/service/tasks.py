@@ -24,10 +24,11 @@ from nicoflow._proto.flow.v1 import flow_pb2 as pb
 from nicoflow.domain.types import ComponentType, TaskPhase
 from nicoflow.inventory.models import Component, Rack, TaskHistory
 from nicoflow.kube.client import NotFound as KubeNotFound
-from nicoflow.kube.resources import LABEL_RACK, TASKS, TASKSPECS
+from nicoflow.kube.resources import LABEL_RACK, RULES, TASKS, TASKSPECS
 from nicoflow.service.backend import Backend
 from nicoflow.service.errors import FailedPrecondition, NotFound
 from nicoflow.service.kuberetry import retrying
+from nicoflow.service.rules import rule_id_of
 from nicoflow.service.task_ids import task_id
 from nicoflow.service.task_view import (
     ACTIVE,
@@ -110,6 +111,15 @@ async def _descriptions(backend: Backend, records: Sequence[TaskRecord]) -> dict
     return dict(await asyncio.gather(*(one(n) for n in names)))
 
 
+async def _rule_ids(backend: Backend, names: set[str]) -> dict[str, uuid.UUID]:
+    """v1 ids of the OperationRules named (a deleted rule has none, as the
+    original's applied_rule_id went NULL with its rule)."""
+    if not names:
+        return {}
+    rules = await retrying(lambda: backend.kube.list(RULES))
+    return {b["metadata"]["name"]: rule_id_of(b) for b in rules if b["metadata"]["name"] in names}
+
+
 async def _messages(
     backend: Backend,
     session: AsyncSession,
@@ -139,7 +149,8 @@ async def _messages(
             )
         ).all():
             comp_ids[(rack, ComponentType(ctype).value, cname)] = str(cid)
-    descriptions = await _descriptions(backend, live)
+    descriptions = await _descriptions(backend, [r for r in live if not r.description])
+    rule_ids = await _rule_ids(backend, {r.rule_name for r, _ in located if r.rule_name})
     out = []
     for record, api_id in located:
         if record.archived:
@@ -162,6 +173,7 @@ async def _messages(
                 component_ids=components,
                 description=description,
                 with_report=with_report,
+                applied_rule_id=rule_ids.get(record.rule_name or ""),
             )
         )
     return out
