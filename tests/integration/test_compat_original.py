@@ -11,16 +11,37 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import pytest
 from api_support import Api, running_api
-from original_client import rule_batch
+from original_client import (
+    ingest,
+    power_control,
+    rack_create,
+    rule_batch,
+    targets,
+    upgrade_firmware,
+)
 
 from nicoflow._proto.flow.v1 import flow_pb2 as pb
+from nicoflow.controller.racks import forget
 from nicoflow.devstack.controlplane import ControlPlane
-from nicoflow.kube.resources import RULES
+from nicoflow.domain.default_rules import builtin_rule
+from nicoflow.domain.types import OperationCode
+from nicoflow.inventory.queries import archive_task
+from nicoflow.kube.resources import (
+    LABEL_RACK,
+    LABEL_TASKSPEC,
+    RACKS,
+    RULES,
+    TASKS,
+    TASKSPECS,
+    task_name,
+)
 from nicoflow.service.rules import ANNOTATION_RULE_NAME
+from nicoflow.service.task_ids import task_id
 
 pytestmark = pytest.mark.integration
 
@@ -45,6 +66,118 @@ async def _code(call: object) -> tuple[grpc.StatusCode, str]:
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await call  # type: ignore[misc]
     return err.value.code(), err.value.details() or ""
+
+
+# Components in the order the file lists them (deliberately not by type or slot).
+LAYOUT = (
+    ("compute", "compute-02", 12, 1),
+    ("compute", "compute-01", 11, 0),
+    ("nvswitch", "nvswitch-01", 20, 0),
+    ("powershelf", "powershelf-01", 1, 0),
+)
+
+
+def rack_doc(
+    api: Api, name: str, n: int, *, core_ids: bool = True, layout: Any = LAYOUT
+) -> dict[str, Any]:
+    """A rack file as `flow rack create -f` reads it."""
+    tag = f"{api.tag[:4]}{n:02d}"
+    components = []
+    for i, (ctype, cname, slot, tray) in enumerate(layout):
+        components.append(
+            {
+                "type": ctype,
+                "info": {
+                    "name": cname,
+                    "manufacturer": "NVIDIA",
+                    "model": f"{ctype} tray",
+                    "serial_number": f"{cname}-{tag}".replace(" ", "_"),
+                },
+                "firmware_version": "1.2.3",
+                "component_id": f"{name}-{cname}".replace(" ", "_") if core_ids else "",
+                "position": {"slot_id": slot, "tray_index": tray, "host_id": 0},
+                "bmcs": [
+                    {
+                        "type": "host",
+                        "mac": f"02:{tag[0:2]}:{tag[2:4]}:{tag[4:6]}:{i:02x}:01",
+                        "ip": f"10.9.{n}.{i + 1}",
+                    }
+                ],
+            }
+        )
+    return {
+        "info": {
+            "name": name,
+            "manufacturer": "NVIDIA",
+            "model": "GB200 NVL72",
+            "serial_number": f"NVL72-{tag}",
+            "description": "compat rack",
+        },
+        "location": {"region": "us-west", "datacenter": "dc1", "room": "r1", "position": "a/1"},
+        "components": components,
+    }
+
+
+async def create_rack(api: Api, doc: dict[str, Any]) -> str:
+    return (await api.stub.CreateExpectedRack(rack_create(doc))).id.id
+
+
+def operator_task(
+    api: Api, taskspec: str, rack: str, code: str, comps: list[tuple[str, str]]
+) -> dict[str, Any]:
+    """The Task the operator would create for `rack` (components (type, name))."""
+    groups: dict[str, list[dict[str, str]]] = {}
+    for ctype, cname in comps:
+        groups.setdefault(ctype, []).append({"name": cname, "coreId": f"{rack}-{cname}"})
+    return {
+        "apiVersion": "flow.nico.io/v1alpha1",
+        "kind": "Task",
+        "metadata": {
+            "name": task_name(taskspec, rack),
+            "namespace": api.namespace,
+            "labels": {LABEL_RACK: rack, LABEL_TASKSPEC: taskspec},
+        },
+        "spec": {
+            "taskSpecName": taskspec,
+            "rack": rack,
+            "operation": code,
+            "components": [{"type": t, "ids": ids} for t, ids in groups.items()],
+            "rule": {
+                "name": f"builtin-{code}",
+                "source": "builtin",
+                "definition": builtin_rule(OperationCode(code)).to_crd(),
+            },
+        },
+    }
+
+
+async def run_as_operator(api: Api, phase: str) -> list[str]:
+    """Stand in for the operator: every unresolved TaskSpec gets its Tasks
+    (racks from the task-ids annotation), in `phase`. The Task names."""
+    made = []
+    for ts in await api.kube.list(TASKSPECS, api.namespace):
+        if (ts.get("status") or {}).get("racks") is not None:
+            continue
+        name, code = ts["metadata"]["name"], ts["spec"]["operation"]
+        racks = json.loads(ts["metadata"]["annotations"]["flow.nico.io/task-ids"])
+        excluded = ts["spec"]["targets"].get("excludeRacks") or []
+        entries = []
+        for rack in sorted(set(racks) - set(excluded)):
+            body = operator_task(api, name, rack, code, [("compute", "compute-01")])
+            await api.kube.create(TASKS, body, api.namespace)
+            await api.kube.patch_status(
+                TASKS, body["metadata"]["name"], {"phase": phase}, api.namespace
+            )
+            entries.append({"name": body["metadata"]["name"], "rack": rack, "phase": phase})
+            made.append(body["metadata"]["name"])
+        await api.kube.patch_status(
+            TASKSPECS, name, {"racks": len(entries), "tasks": entries}, api.namespace
+        )
+    return made
+
+
+async def call(api: Api, method: str, request: Any) -> Any:
+    return await getattr(api.stub, method)(request)
 
 
 # --- item 2: rules from the original's YAML batch ----------------------------------------------
@@ -173,3 +306,249 @@ async def test_overwrite_as_the_original_cli_does_it_replaces_the_rule(api: Api)
         api.stub.GetOperationRule(pb.GetOperationRuleRequest(rule_id=pb.UUID(id=old_id)))
     )
     assert code == grpc.StatusCode.NOT_FOUND
+
+
+# --- item 5: a conflicting request is refused at submission ----------------------------------
+
+
+async def test_a_conflicting_request_gets_no_task_id(api: Api) -> None:
+    """`flow power control --rack-names R --type compute --op force-off`, twice:
+    the second finds the first still running and is refused with no id."""
+    rack = api.rack_name("a01")
+    await create_rack(api, rack_doc(api, rack, 1))
+    first = power_control("force-off", targets(rack_names=[rack], ctype="compute"))
+    resp = await call(api, first.method, first.request)
+    [tid] = [t.id for t in resp.task_ids]
+    [running] = await run_as_operator(api, "Running")
+
+    again = power_control("force-off", targets(rack_names=[rack], ctype="compute"))
+    code, message = await _code(call(api, again.method, again.request))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    assert message.startswith("failed to create any tasks")
+    assert tid in message  # which task it conflicts with, by the id the client holds
+    assert running in message
+    assert len(await api.kube.list(TASKSPECS, api.namespace)) == 1  # nothing was made
+
+    # a request that conflicts with nothing on the rack still goes through
+    shelves = power_control("on", targets(rack_names=[rack], ctype="nvswitch"))
+    assert len((await call(api, shelves.method, shelves.request)).task_ids) == 1
+
+
+async def test_unresolved_submissions_count_and_a_full_queue_is_refused(api: Api) -> None:
+    rack = api.rack_name("a01")
+    rack_id = await create_rack(api, rack_doc(api, rack, 1))
+    first = power_control("force-restart", targets(rack_ids=[rack_id]))
+    await call(api, first.method, first.request)
+    # the operator has not split it yet: a second one right away is refused all the same
+    code, _ = await _code(call(api, first.method, first.request))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    await run_as_operator(api, "Running")
+
+    queued = pb.PowerResetRackRequest(
+        target_spec=targets(rack_ids=[rack_id]),
+        forced=True,
+        queue_options=pb.QueueOptions(conflict_strategy=pb.CONFLICT_STRATEGY_QUEUE),
+    )
+    for _ in range(5):
+        assert len((await api.stub.PowerResetRack(queued)).task_ids) == 1
+        await run_as_operator(api, "Waiting")
+    code, message = await _code(api.stub.PowerResetRack(queued))
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "queue is full (5/5)" in message
+
+
+async def test_a_busy_rack_is_left_out_and_the_others_get_ids(api: Api) -> None:
+    busy, free = api.rack_name("a01"), api.rack_name("b01")
+    await create_rack(api, rack_doc(api, busy, 1))
+    await create_rack(api, rack_doc(api, free, 2))
+    first = power_control("force-off", targets(rack_names=[busy]))
+    await call(api, first.method, first.request)
+    await run_as_operator(api, "Running")
+
+    both = power_control("force-off", targets(rack_names=[busy, free]))
+    resp = await call(api, both.method, both.request)
+    [spec] = [
+        ts
+        for ts in await api.kube.list(TASKSPECS, api.namespace)
+        if (ts.get("status") or {}).get("racks") is None
+    ]
+    assert spec["spec"]["targets"]["excludeRacks"] == [busy]
+    assert [t.id for t in resp.task_ids] == [
+        str(task_id(api.namespace, task_name(spec["metadata"]["name"], free)))
+    ]
+
+
+# --- item 3: ingest registers racks NICo Core has never seen ----------------------------------
+
+
+async def test_ingest_by_rack_names_accepts_racks_core_does_not_know(api: Api) -> None:
+    known, new = api.rack_name("a01"), api.rack_name("b01")
+    await create_rack(api, rack_doc(api, known, 1))
+    await create_rack(api, rack_doc(api, new, 2, core_ids=False))
+    resp = await api.stub.IngestRack(ingest(targets(rack_names=[new]), "first ingest"))
+    assert len(resp.task_ids) == 1
+    await run_as_operator(api, "Succeeded")
+    both = await api.stub.IngestRack(ingest(targets(rack_names=[known, new]), "again"))
+    assert len(both.task_ids) == 2  # the rack Core does not know is not silently left out
+
+
+# --- item 1: DeleteRack, then PurgeRack ------------------------------------------------------
+
+
+async def test_purge_after_delete_works_once_the_operator_saw_the_deletion(api: Api) -> None:
+    """`flow rack delete --id`, then `flow rack purge --id`. The operator sees
+    the Rack object go in between (its finalizer) and must keep the rows."""
+    rack = api.rack_name("a01")
+    rack_id = await create_rack(api, rack_doc(api, rack, 1))
+    listed = await api.stub.GetRackInfoByID(
+        pb.GetRackInfoByIDRequest(id=pb.UUID(id=rack_id), with_components=True)
+    )
+    comp_id = listed.rack.components[0].info.id
+    await api.stub.DeleteRack(pb.DeleteRackRequest(id=pb.UUID(id=rack_id)))
+    await forget(api.sessions, rack)  # what the operator does on the object's deletion
+    code, _ = await _code(
+        api.stub.GetRackInfoByID(pb.GetRackInfoByIDRequest(id=pb.UUID(id=rack_id)))
+    )
+    assert code == grpc.StatusCode.NOT_FOUND
+    await api.stub.PurgeRack(pb.PurgeRackRequest(id=pb.UUID(id=rack_id)))
+    code, _ = await _code(api.stub.PurgeRack(pb.PurgeRackRequest(id=pb.UUID(id=rack_id))))
+    assert code == grpc.StatusCode.NOT_FOUND
+    code, _ = await _code(api.stub.GetComponentInfoByID(pb.GetComponentInfoByIDRequest(id=comp_id)))
+    assert code == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_rack_object_deleted_with_kubectl_can_be_purged(api: Api) -> None:
+    rack = api.rack_name("a01")
+    rack_id = await create_rack(api, rack_doc(api, rack, 1))
+    await api.kube.delete(RACKS, rack)
+    await forget(api.sessions, rack)
+    code, message = await _code(
+        api.stub.GetRackInfoByID(pb.GetRackInfoByIDRequest(id=pb.UUID(id=rack_id)))
+    )
+    assert code == grpc.StatusCode.NOT_FOUND
+    assert "deleted" in message
+    code, _ = await _code(api.stub.DeleteRack(pb.DeleteRackRequest(id=pb.UUID(id=rack_id))))
+    assert code == grpc.StatusCode.NOT_FOUND  # already deleted, as in the original
+    await api.stub.PurgeRack(pb.PurgeRackRequest(id=pb.UUID(id=rack_id)))
+
+
+# --- item 6: the Task fields a client reads ------------------------------------------------
+
+
+async def test_task_fields_as_the_original_wrote_them_live_and_archived(api: Api) -> None:
+    rack = api.rack_name("a01")
+    rack_id = await create_rack(api, rack_doc(api, rack, 1))
+    rule = await api.stub.CreateOperationRule(
+        pb.CreateOperationRuleRequest(
+            name=f"drain {api.tag}",
+            operation_type=pb.OPERATION_TYPE_POWER_CONTROL,
+            operation_code="force_power_off",
+            rule_definition_json=builtin_rule(OperationCode.FORCE_POWER_OFF).to_json(),
+        )
+    )
+    # a Go client library caller setting a description and a rule
+    resp = await api.stub.PowerOffRack(
+        pb.PowerOffRackRequest(
+            target_spec=targets(rack_names=[rack], ctype="compute"),
+            forced=True,
+            description="drain row a",
+            rule_id=rule.id,
+        )
+    )
+    [tid] = [t.id for t in resp.task_ids]
+    [ts] = await api.kube.list(TASKSPECS, api.namespace)
+    rule_obj = ts["spec"]["ruleRef"]["name"]
+    # the Task as the operator makes it: description copied, the rule it ran
+    body = operator_task(
+        api, ts["metadata"]["name"], rack, "force_power_off", [("compute", "compute-01")]
+    )
+    body["spec"]["description"] = "drain row a"
+    body["spec"]["rule"]["name"] = rule_obj
+    body["spec"]["rule"]["source"] = "explicit"
+    created = await api.kube.create(TASKS, body, api.namespace)
+    name = created["metadata"]["name"]
+    await api.kube.patch_status(TASKS, name, {"phase": "Waiting"}, api.namespace)
+
+    [waiting] = (
+        await api.stub.GetTasksByIDs(pb.GetTasksByIDsRequest(task_ids=[pb.UUID(id=tid)]))
+    ).tasks
+    assert waiting.operation == "ForcePowerOff, forced true"
+    assert waiting.description == "drain row a"
+    assert waiting.applied_rule_id.id == rule.id.id
+    assert waiting.executor_type == pb.TASK_EXECUTOR_TYPE_UNKNOWN  # not dispatched yet
+    assert waiting.rack_id.id == rack_id
+
+    stages = [
+        {
+            "number": 1,
+            "phase": "Succeeded",
+            "startedAt": "2030-01-01T00:00:00Z",
+            "finishedAt": "2030-01-01T00:01:00Z",
+            "steps": [
+                {"componentType": "compute", "phase": "Succeeded", "total": 1, "succeeded": 1}
+            ],
+        }
+    ]
+    done = {
+        "phase": "Succeeded",
+        "message": "Succeeded",
+        "startTime": "2030-01-01T00:00:00Z",
+        "completionTime": "2030-01-01T00:01:00Z",
+        "stages": stages,
+    }
+    finished = await api.kube.patch_status(TASKS, name, done, api.namespace)
+    # archived, and the TaskSpec (with its description) gone
+    async with api.sessions() as session, session.begin():
+        await archive_task(session, finished)
+    await api.kube.delete(TASKSPECS, ts["metadata"]["name"], api.namespace)
+    await api.kube.delete(TASKS, name, api.namespace)
+
+    [task] = (
+        await api.stub.GetTasksByIDs(pb.GetTasksByIDsRequest(task_ids=[pb.UUID(id=tid)]))
+    ).tasks
+    assert task.id.id == tid
+    assert task.status == pb.TASK_STATUS_COMPLETED
+    assert task.operation == "ForcePowerOff, forced true"
+    assert task.description == "drain row a"
+    assert task.applied_rule_id.id == rule.id.id
+    assert task.executor_type == pb.TASK_EXECUTOR_TYPE_TEMPORAL
+    assert task.message == "Succeeded"
+    assert [c.id for c in task.component_uuids]  # by inventory id
+    report = json.loads(task.report)
+    # the original's report leaves empty fields out
+    assert report == {
+        "version": 1,
+        "stages": [
+            {
+                "number": 1,
+                "status": "completed",
+                "steps": [
+                    {
+                        "component_type": "Compute",
+                        "status": "completed",
+                        "total_components": 1,
+                        "completed_components": 1,
+                    }
+                ],
+                "started_at": "2030-01-01T00:00:00Z",
+                "finished_at": "2030-01-01T00:01:00Z",
+            }
+        ],
+    }
+
+
+async def test_operation_texts_of_firmware_and_ingest(api: Api) -> None:
+    rack = api.rack_name("a01")
+    await create_rack(api, rack_doc(api, rack, 1))
+    await api.stub.UpgradeFirmware(upgrade_firmware(targets(rack_names=[rack], ctype="compute")))
+    await run_as_operator(api, "Running")
+    listed = await api.stub.ListTasks(pb.ListTasksRequest())
+    assert [t.operation for t in listed.tasks] == ["FirmwareUpgrade, target version "]
+    for task in await api.kube.list(TASKS, api.namespace):
+        await api.kube.patch_status(
+            TASKS, task["metadata"]["name"], {"phase": "Succeeded"}, api.namespace
+        )
+    await api.stub.IngestRack(ingest(targets(rack_names=[rack])))
+    await run_as_operator(api, "Pending")
+    ops = {t.operation for t in (await api.stub.ListTasks(pb.ListTasksRequest())).tasks}
+    assert "rack ingest" in ops
