@@ -12,10 +12,10 @@ Docs: docs/grpc-api.md is generated from this file by hack/gen_api_docs.py.
 """
 
 from collections import abc as _abc
-from nicoflow._proto.flow.v1 import flow_pb2 as _flow_pb2
 from google.protobuf import empty_pb2 as _empty_pb2
 from grpc import aio as _aio
 import abc as _abc_1
+from nicoflow._proto.flow.v1 import flow_pb2 as _flow_pb2
 import grpc as _grpc
 import sys
 import typing as _typing
