@@ -17,6 +17,7 @@ import grpc
 import pytest
 from api_support import Api, running_api
 from original_client import (
+    component_add,
     ingest,
     power_control,
     rack_create,
@@ -91,10 +92,10 @@ def rack_doc(
                     "name": cname,
                     "manufacturer": "NVIDIA",
                     "model": f"{ctype} tray",
-                    "serial_number": f"{cname}-{tag}".replace(" ", "_"),
+                    "serial_number": f"{cname}-{i}-{tag}".replace(" ", "_"),
                 },
                 "firmware_version": "1.2.3",
-                "component_id": f"{name}-{cname}".replace(" ", "_") if core_ids else "",
+                "component_id": f"{name}-{cname}-{i}".replace(" ", "_") if core_ids else "",
                 "position": {"slot_id": slot, "tray_index": tray, "host_id": 0},
                 "bmcs": [
                     {
@@ -118,6 +119,12 @@ def rack_doc(
     }
 
 
+def core_id(rack: str, name: str) -> str:
+    """The NICo Core id rack_doc gives a component of LAYOUT."""
+    index = [n for _, n, _, _ in LAYOUT].index(name)
+    return f"{rack}-{name}-{index}"
+
+
 async def create_rack(api: Api, doc: dict[str, Any]) -> str:
     return (await api.stub.CreateExpectedRack(rack_create(doc))).id.id
 
@@ -128,7 +135,7 @@ def operator_task(
     """The Task the operator would create for `rack` (components (type, name))."""
     groups: dict[str, list[dict[str, str]]] = {}
     for ctype, cname in comps:
-        groups.setdefault(ctype, []).append({"name": cname, "coreId": f"{rack}-{cname}"})
+        groups.setdefault(ctype, []).append({"name": cname, "coreId": core_id(rack, cname)})
     return {
         "apiVersion": "flow.nico.io/v1alpha1",
         "kind": "Task",
@@ -552,3 +559,114 @@ async def test_operation_texts_of_firmware_and_ingest(api: Api) -> None:
     await run_as_operator(api, "Pending")
     ops = {t.operation for t in (await api.stub.ListTasks(pb.ListTasksRequest())).tasks}
     assert "rack ingest" in ops
+
+
+# --- item 4: the original's names -----------------------------------------------------------
+
+NAMED = (
+    ("compute", "GPU Tray 1", 12, 1),
+    ("compute", "GPU Tray 1", 11, 0),  # the original was unique on manufacturer + serial only
+    ("nvswitch", "NVLink Switch A", 20, 0),
+    ("powershelf", "Shelf #1", 1, 0),
+)
+
+
+async def test_names_that_are_not_kubernetes_names_are_kept(api: Api) -> None:
+    doc = rack_doc(api, "R1", 1, layout=NAMED)
+    doc["info"]["name"] = f"R1 {api.tag}"
+    rack_id = await create_rack(api, doc)
+    got = await api.stub.GetRackInfoByID(
+        pb.GetRackInfoByIDRequest(id=pb.UUID(id=rack_id), with_components=True)
+    )
+    assert got.rack.info.name == f"R1 {api.tag}"
+    assert [c.info.name for c in got.rack.components] == [n for _, n, _, _ in NAMED]
+    listed = await api.stub.GetListOfRacks(
+        pb.GetListOfRacksRequest(
+            filters=[
+                pb.Filter(
+                    rack_field=pb.RACK_FILTER_FIELD_NAME,
+                    query_info=pb.StringQueryInfo(patterns=[f"R1 {api.tag}"]),
+                )
+            ]
+        )
+    )
+    assert [r.info.id.id for r in listed.racks] == [rack_id]
+    comps = await api.stub.GetComponents(
+        pb.GetComponentsRequest(
+            filters=[
+                pb.Filter(
+                    component_field=pb.COMPONENT_FILTER_FIELD_NAME,
+                    query_info=pb.StringQueryInfo(patterns=["GPU Tray 1"]),
+                )
+            ]
+        )
+    )
+    assert comps.total == 2
+
+    # by its name, as `flow power control --rack-names` sends it
+    off = power_control("force-off", targets(rack_names=[f"R1 {api.tag}"], ctype="compute"))
+    assert len((await call(api, off.method, off.request)).task_ids) == 1
+
+    # a third tray of the same name
+    added = await api.stub.AddComponent(
+        component_add(
+            name="GPU Tray 1",
+            ctype="compute",
+            manufacturer="NVIDIA",
+            serial_number=f"extra-{api.tag}",
+            rack_id=rack_id,
+        )
+    )
+    assert added.component.info.name == "GPU Tray 1"
+
+    # an NVL domain named as the original's users name them
+    domain = f"NVL Wire 3 {api.tag}"
+    made = await api.stub.CreateNVLDomain(
+        pb.CreateNVLDomainRequest(nvl_domain=pb.NVLDomain(identifier=pb.Identifier(name=domain)))
+    )
+    await api.stub.AttachRacksToNVLDomain(
+        pb.AttachRacksToNVLDomainRequest(
+            nvl_domain_identifier=pb.Identifier(name=domain),
+            rack_identifiers=[pb.Identifier(name=f"R1 {api.tag}")],
+        )
+    )
+    members = await api.stub.GetRacksForNVLDomain(
+        pb.GetRacksForNVLDomainRequest(nvl_domain_identifier=pb.Identifier(name=domain))
+    )
+    assert [r.info.name for r in members.racks] == [f"R1 {api.tag}"]
+    domains = await api.stub.GetListOfNVLDomains(
+        pb.GetListOfNVLDomainsRequest(info=pb.StringQueryInfo(patterns=[domain]))
+    )
+    assert [(d.identifier.id.id, d.identifier.name) for d in domains.nvl_domains] == [
+        (made.id.id, domain)
+    ]
+    code, _ = await _code(api.stub.CreateExpectedRack(rack_create(doc)))
+    assert code == grpc.StatusCode.ALREADY_EXISTS  # names stay unique
+
+
+# --- item 7: order -----------------------------------------------------------------------------
+
+
+async def test_components_come_back_in_input_order_rack_by_rack(api: Api) -> None:
+    a, b = api.rack_name("a01"), api.rack_name("b01")
+    a_id = await create_rack(api, rack_doc(api, a, 1))
+    b_id = await create_rack(api, rack_doc(api, b, 2))
+    given = [n for _, n, _, _ in LAYOUT]
+    got = await api.stub.GetRackInfoByID(
+        pb.GetRackInfoByIDRequest(id=pb.UUID(id=a_id), with_components=True)
+    )
+    assert [c.info.name for c in got.rack.components] == given
+
+    # `flow component expected --rack-names B,A`
+    both = await api.stub.GetComponents(
+        pb.GetComponentsRequest(target_spec=targets(rack_names=[b, a]))
+    )
+    assert [(c.rack_id.id, c.info.name) for c in both.components] == [
+        *((b_id, n) for n in given),
+        *((a_id, n) for n in given),
+    ]
+    everything = await api.stub.GetComponents(pb.GetComponentsRequest())
+    assert [(c.rack_id.id, c.info.name) for c in everything.components] == [
+        *((a_id, n) for n in given),
+        *((b_id, n) for n in given),
+    ]

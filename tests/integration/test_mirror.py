@@ -225,7 +225,11 @@ async def test_spec_edits_are_applied(sessions: async_sessionmaker[AsyncSession]
     assert result.action is MirrorAction.UPDATED
     assert result.components_deleted == 1
     assert result.components_created == 0
-    assert result.components_updated == 3  # compute-01 firmware, two switches' Core ids
+    # compute-01 firmware, two switches' Core ids, and the place in the list of
+    # every component after compute-18
+    names = [c["name"] for c in body["spec"]["components"]]
+    after = len(names) - names.index("compute-18") - 1
+    assert result.components_updated == 3 + after
 
     # the component left the spec: soft-deleted (PurgeComponent removes it), out of the
     # rack, its BMCs and Core id given up

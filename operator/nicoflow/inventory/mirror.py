@@ -365,12 +365,14 @@ async def _check_bmcs(
         )
 
 
-def _component_values(w: _Wanted, rack_id: uuid.UUID) -> dict[str, Any]:
+def _component_values(w: _Wanted, rack_id: uuid.UUID, ordinal: int) -> dict[str, Any]:
     spec = w.spec
     pos = spec.position
     return {
         "rack_id": rack_id,
         "name": spec.name,
+        "display_name": spec.display_name,
+        "ordinal": ordinal,
         "type": spec.type,
         "model": spec.model,
         "firmware_version": spec.firmware_version,
@@ -385,6 +387,7 @@ def _component_values(w: _Wanted, rack_id: uuid.UUID) -> dict[str, Any]:
 def _rack_values(src: _Source, nvl_domain_id: uuid.UUID | None) -> dict[str, Any]:
     ident, loc = src.spec.identity, src.spec.location
     return {
+        "display_name": ident.display_name,
         "manufacturer": ident.manufacturer,
         "serial_number": ident.serial_number,
         "model": ident.model,
@@ -486,8 +489,8 @@ async def upsert_rack(session: AsyncSession, body: Mapping[str, Any]) -> MirrorR
 
     # Phase 2: updates and inserts.
     comps_created = comps_updated = bmcs_created = bmcs_updated = 0
-    for w in wanted:
-        vals = _component_values(w, rack_id)
+    for ordinal, w in enumerate(wanted):
+        vals = _component_values(w, rack_id, ordinal)
         found = current.get(w.key)
         if found is None:
             comp = Component(id=uuid.uuid4(), manufacturer=w.key[0], serial_number=w.key[1])

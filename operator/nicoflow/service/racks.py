@@ -68,7 +68,8 @@ async def _clear_way(session: AsyncSession, req: RackRequest) -> set[tuple[str, 
         if other.id == req.rack_id:
             raise AlreadyExists(f"rack id {req.rack_id} is already used by rack {other.name!r}")
         if other.name == req.name:
-            raise AlreadyExists(f"a rack named {req.name!r} already exists (id {other.id})")
+            shown = other.display_name or other.name
+            raise AlreadyExists(f"a rack named {shown!r} already exists (id {other.id})")
         raise AlreadyExists(
             f"serial number {req.manufacturer} {req.serial} already belongs to rack "
             f"{other.name!r} (id {other.id})"
@@ -118,6 +119,7 @@ async def _seed_rows(session: AsyncSession, req: RackRequest, adopt: set[tuple[s
         Rack(
             id=req.rack_id,
             name=req.name,
+            display_name=req.display_name,
             manufacturer=req.manufacturer,
             serial_number=req.serial,
         )
@@ -131,6 +133,7 @@ async def _seed_rows(session: AsyncSession, req: RackRequest, adopt: set[tuple[s
                 id=c.id,
                 rack_id=req.rack_id,
                 name=c.name,
+                display_name=c.display_name,
                 type=c.type,
                 manufacturer=c.manufacturer,
                 serial_number=c.serial,
@@ -167,7 +170,8 @@ async def create_rack(backend: Backend, request: pb.CreateExpectedRackRequest) -
                 obj = await retrying(lambda: backend.kube.create(RACKS, req.body))
             except Conflict:
                 raise AlreadyExists(
-                    f"a Rack object named {req.name!r} already exists in Kubernetes; "
+                    f"a Rack object named {req.name!r} (for rack name "
+                    f"{req.display_name or req.name!r}) already exists in Kubernetes; "
                     "choose another name or delete that object first"
                 ) from None
             except Invalid as exc:
@@ -196,7 +200,8 @@ async def _components_of(
     rows = await session.scalars(
         select(Component)
         .where(Component.rack_id.in_(rack_ids), Component.deleted_at.is_(None))
-        .order_by(Component.type, Component.slot_id.nulls_last(), Component.name)
+        # in the order the rack lists them, as the original returned them
+        .order_by(Component.ordinal.nulls_last(), Component.type, Component.name, Component.id)
     )
     for comp in rows:
         if comp.rack_id is not None:
