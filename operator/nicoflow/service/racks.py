@@ -159,7 +159,13 @@ async def _mirror(session: AsyncSession, body: dict[str, object]) -> None:
 
 
 async def create_rack(backend: Backend, request: pb.CreateExpectedRackRequest) -> uuid.UUID:
-    req = rack_request(request.rack if request.HasField("rack") else None)
+    return await create_rack_from(
+        backend, rack_request(request.rack if request.HasField("rack") else None)
+    )
+
+
+async def create_rack_from(backend: Backend, req: RackRequest) -> uuid.UUID:
+    """Write the Rack object and its rows (ids as `req` gives them)."""
     created = False
     try:
         async with backend.sessions() as session, session.begin():

@@ -553,6 +553,11 @@ async def _find(backend: Backend, msg: pb.UUID | None, field: str = "id") -> Jso
     return dict(live[0])
 
 
+async def find_schedule(backend: Backend, schedule_id: uuid.UUID) -> Json:
+    """The TaskSchedule with this v1 id; NotFound when there is none."""
+    return await _find(backend, pb.UUID(id=str(schedule_id)))
+
+
 async def _patch(backend: Backend, body: Json, patch: Json) -> Json:
     patch.setdefault("metadata", {}).setdefault("annotations", {})[ANNOTATION_UPDATED] = _now()
     name, ns = body["metadata"]["name"], backend.namespace
@@ -576,8 +581,13 @@ def _check_unique(existing: list[Json], name: str, but: str | None = None) -> No
 
 
 async def create_schedule(
-    backend: Backend, request: pb.CreateTaskScheduleRequest
+    backend: Backend,
+    request: pb.CreateTaskScheduleRequest,
+    *,
+    schedule_id: uuid.UUID | None = None,
+    suspend: bool = False,
 ) -> pb.TaskSchedule:
+    """`schedule_id` and `suspend`: what an import keeps of the original's schedule."""
     config = request.schedule
     name = _display_name(config.name)
     when = schedule_field(config.spec)
@@ -585,7 +595,7 @@ async def create_schedule(
     op = operation_request(request.operation)
     existing = await _all(backend)
     _check_unique(existing, name)
-    sid = str(uuid.uuid4())
+    sid = str(schedule_id or uuid.uuid4())
     async with backend.sessions() as session:
         scopes = await scopes_for(session, op.targets, sid)
         targets = await targets_of(session, scopes)
@@ -604,6 +614,8 @@ async def create_schedule(
         "overlapPolicy": overlap,
         "taskSpecTemplate": {"spec": op_spec},
     }
+    if suspend:
+        spec["suspend"] = True
     try:
         TaskScheduleSpec.model_validate(spec)
     except ValidationError as exc:

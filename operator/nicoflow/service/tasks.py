@@ -29,7 +29,7 @@ from nicoflow.service.backend import Backend
 from nicoflow.service.errors import FailedPrecondition, NotFound
 from nicoflow.service.kuberetry import retrying
 from nicoflow.service.rules import rule_id_of
-from nicoflow.service.task_ids import task_id
+from nicoflow.service.task_ids import record_id, task_id
 from nicoflow.service.task_view import (
     ACTIVE,
     TaskRecord,
@@ -75,13 +75,13 @@ def assign_ids(records: Sequence[TaskRecord]) -> list[tuple[TaskRecord, uuid.UUI
     name, the UID for older runs of a reused name (within `records`)."""
     newest: dict[uuid.UUID, TaskRecord] = {}
     for r in records:
-        key = task_id(r.namespace, r.name)
+        key = record_id(r.namespace, r.name, r.uid)
         best = newest.get(key)
         if best is None or _created_key(r) > _created_key(best):
             newest[key] = r
     out = []
     for r in records:
-        key = task_id(r.namespace, r.name)
+        key = record_id(r.namespace, r.name, r.uid)
         out.append((r, key if newest[key] is r else _uid_or(r, key)))
     return out
 
