@@ -37,6 +37,10 @@ PROTO_DIR = "proto/flow/v1"
 PROTO_ROOT = ROOT / PROTO_DIR
 PROTO_FILE = "flow.proto"
 OUT = ROOT / "docs" / "grpc-api.md"
+# Written by hand, appended as the last section: how this API behaves
+# differently from the original's.
+DIFFERENCES = ROOT / "hack" / "api_docs" / "differences.md"
+DIFFERENCES_TITLE = "Differences from the original"
 
 # Field numbers inside descriptor.proto, used to address SourceCodeInfo locations.
 FILE_MESSAGE, FILE_ENUM, FILE_SERVICE = 4, 5, 6
@@ -339,6 +343,7 @@ class Renderer:
             heading = f"Types: {title}"
             links = ", ".join(f"[`{d.name}`](#{slug(d.name)})" for d in docs)
             out.append(f"- [{heading}](#{slug(heading)}): {links}")
+        out.append(f"- [{DIFFERENCES_TITLE}](#{slug(DIFFERENCES_TITLE)})")
         out.append("")
 
         for svc_index, (full, groups) in enumerate(services):
@@ -367,6 +372,7 @@ class Renderer:
                     out += [p, ""]
                 out += d.lines
 
+        out += [f"## {DIFFERENCES_TITLE}", "", *DIFFERENCES.read_text().rstrip().split("\n")]
         text = "\n".join(out).rstrip("\n") + "\n"
         check_anchors(text)
         return text

@@ -458,3 +458,11 @@ def test_api_docs_cover_every_rpc_message_and_enum() -> None:
         assert f"### `{name}`\n" in text
     assert "| `report` | 16 | `string` |" in text
     assert "| `TASK_STATUS_WAITING` | 6 |" in text
+
+
+def test_api_docs_list_the_differences_from_the_original() -> None:
+    text = (REPO_ROOT / "docs" / "grpc-api.md").read_text()
+    assert "## Differences from the original" in text
+    section = text.split("## Differences from the original", 1)[1]
+    assert "### Not the same yet" in section
+    assert "UNIMPLEMENTED" in section

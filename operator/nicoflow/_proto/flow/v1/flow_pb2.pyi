@@ -389,6 +389,7 @@ class _OverlapPolicyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Overlap
     OVERLAP_POLICY_UNSPECIFIED: _OverlapPolicy.ValueType  # 0
     """Same as SKIP."""
     OVERLAP_POLICY_SKIP: _OverlapPolicy.ValueType  # 1
+    """Leave out the racks whose task from an earlier firing is unfinished."""
     OVERLAP_POLICY_QUEUE: _OverlapPolicy.ValueType  # 2
     """Submit anyway and let the task queue behind the active one."""
 
@@ -398,6 +399,7 @@ class OverlapPolicy(_OverlapPolicy, metaclass=_OverlapPolicyEnumTypeWrapper):
 OVERLAP_POLICY_UNSPECIFIED: OverlapPolicy.ValueType  # 0
 """Same as SKIP."""
 OVERLAP_POLICY_SKIP: OverlapPolicy.ValueType  # 1
+"""Leave out the racks whose task from an earlier firing is unfinished."""
 OVERLAP_POLICY_QUEUE: OverlapPolicy.ValueType  # 2
 """Submit anyway and let the task queue behind the active one."""
 Global___OverlapPolicy: _TypeAlias = OverlapPolicy  # noqa: Y015
@@ -1135,8 +1137,8 @@ Global___ComponentsForType: _TypeAlias = ComponentsForType  # noqa: Y015
 
 @_typing.final
 class RackTarget(_message.Message):
-    """One rack, by UUID or name. An empty component_types list means every
-    component of the rack.
+    """One rack, by UUID or name (the name it was created with). An empty
+    component_types list means every component of the rack.
     """
 
     DESCRIPTOR: _descriptor.Descriptor

@@ -679,7 +679,8 @@ class FlowServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ResumeTaskSchedule(self, request, context):
-        """Re-enables a paused schedule from now on.
+        """Re-enables a paused schedule: it next fires at its first time after now;
+        what fell due while it was paused is not run.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -693,7 +694,8 @@ class FlowServicer:
         raise NotImplementedError('Method not implemented!')
 
     def TriggerTaskSchedule(self, request, context):
-        """Fires a schedule now, whatever its next run time or enabled flag.
+        """Fires a schedule now, whatever its next run time or enabled flag (a
+        one-time schedule is then used up).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
