@@ -518,7 +518,8 @@ class ScheduleController:
             busy, unresolved = await self._busy_racks(key[0], [owned[n] for n in running])
             known = self._known_racks(body, owned)
             when = timing.format_timestamp(decision.fire)
-            if unresolved or (known is not None and known <= busy):
+            # skip the whole firing only when every rack it can reach is known busy
+            if unresolved or (known and known <= busy):
                 outcome.skipped = decision.fire
                 outcome.skip_reason = "PreviousUnfinished"
                 outcome.skip_message = (
