@@ -18,6 +18,7 @@ import pytest
 from api_support import Api, running_api
 from original_client import (
     component_add,
+    component_update,
     ingest,
     power_control,
     rack_create,
@@ -670,3 +671,95 @@ async def test_components_come_back_in_input_order_rack_by_rack(api: Api) -> Non
         *((a_id, n) for n in given),
         *((b_id, n) for n in given),
     ]
+
+
+# --- rack, component and operation requests of the CLI, read back field by field -----------
+
+
+async def test_inventory_requests_of_the_cli_read_back_field_by_field(api: Api) -> None:
+    rack = api.rack_name("a01")
+    doc = rack_doc(api, rack, 1)
+    request = rack_create(doc)  # the CLI generated the ids
+    resp = await api.stub.CreateExpectedRack(request)
+    assert resp.id.id == request.rack.info.id.id
+    got = await api.stub.GetRackInfoBySerial(
+        pb.GetRackInfoBySerialRequest(
+            serial_info=pb.DeviceSerialInfo(
+                manufacturer="NVIDIA", serial_number=doc["info"]["serial_number"]
+            ),
+            with_components=True,
+        )
+    )
+    info = got.rack.info
+    assert (info.id.id, info.name, info.manufacturer, info.serial_number) == (
+        resp.id.id,
+        rack,
+        "NVIDIA",
+        doc["info"]["serial_number"],
+    )
+    assert (info.model, info.description) == ("GB200 NVL72", "compat rack")
+    assert got.rack.location == pb.Location(
+        region="us-west", datacenter="dc1", room="r1", position="a/1"
+    )
+    sent = {c.info.id.id: c for c in request.rack.components}
+    for comp in got.rack.components:
+        want = sent[comp.info.id.id]
+        assert comp.type == want.type
+        assert (comp.info.name, comp.info.manufacturer, comp.info.model) == (
+            want.info.name,
+            want.info.manufacturer,
+            want.info.model,
+        )
+        assert comp.info.serial_number == want.info.serial_number
+        assert comp.firmware_version == "1.2.3"
+        assert comp.position == want.position
+        assert comp.component_id == want.component_id
+        assert comp.rack_id.id == resp.id.id
+        assert [(b.type, b.mac_address, b.ip_address) for b in comp.bmcs] == [
+            (b.type, b.mac_address, b.ip_address) for b in want.bmcs
+        ]
+
+    # GetExpectedComponentsByRackNames(..., compute): a type filter named "Compute"
+    computes = await api.stub.GetComponents(
+        pb.GetComponentsRequest(
+            target_spec=targets(rack_names=[rack], ctype="compute"),
+            filters=[
+                pb.Filter(
+                    component_field=pb.COMPONENT_FILTER_FIELD_TYPE,
+                    query_info=pb.StringQueryInfo(patterns=["Compute"]),
+                )
+            ],
+        )
+    )
+    assert [c.info.name for c in computes.components] == ["compute-02", "compute-01"]
+    assert computes.total == 2
+
+    # `flow component update --id X --firmware-version 2.0 --slot-id 3 --bmcs '[...]'`
+    target = computes.components[1]
+    mac = f"02:{api.tag[0:2]}:ee:ee:ee:01"
+    patched = await api.stub.PatchComponent(
+        component_update(
+            target.info.id.id,
+            firmware_version="2.0",
+            slot_id=3,
+            bmcs_json=json.dumps([{"type": "HOST", "mac": mac.upper(), "ip": "10.7.7.7"}]),
+        )
+    )
+    comp = patched.component
+    assert comp.firmware_version == "2.0"
+    assert comp.position == pb.RackPosition(slot_id=3, tray_idx=0, host_id=0)
+    assert (mac, "10.7.7.7") in [(b.mac_address, b.ip_address) for b in comp.bmcs]
+    assert comp.info.name == "compute-01"
+
+    # `flow firmware upgrade --component-ids <machine>`: ExternalRef COMPUTE targets
+    upgrade = await api.stub.UpgradeFirmware(
+        upgrade_firmware(targets(component_ids=[core_id(rack, "compute-01")]))
+    )
+    assert len(upgrade.task_ids) == 1
+    # `flow component delete`, then `flow component purge`
+    await api.stub.DeleteComponent(pb.DeleteComponentRequest(id=target.info.id))
+    await api.stub.PurgeComponent(pb.PurgeComponentRequest(id=target.info.id))
+    code, _ = await _code(
+        api.stub.GetComponentInfoByID(pb.GetComponentInfoByIDRequest(id=target.info.id))
+    )
+    assert code == grpc.StatusCode.NOT_FOUND
