@@ -6,6 +6,10 @@
 protoc emits absolute imports ("from forge import nico_pb2") that only work
 when the output folder is on sys.path; we rewrite them to package imports so
 the stubs live inside nicoflow without touching sys.path.
+
+The Flow API is compiled with its own folder as the include root, so its
+descriptor is named "flow.proto" as the original's was (what reflection and
+grpcurl show); its stubs stay in nicoflow/_proto/flow/v1.
 """
 
 from __future__ import annotations
@@ -25,19 +29,16 @@ ROOT = Path(__file__).resolve().parent.parent
 PROTO = ROOT / "proto"
 OUT = ROOT / "operator" / "nicoflow" / "_proto"
 PACKAGE = "nicoflow._proto"
+# protos compiled from their own folder: the descriptor name is the bare file name
+OWN_ROOT = ("flow/v1/flow.proto",)
 
 
-def generate(dest: Path) -> None:
-    files = sorted(str(p.relative_to(PROTO)) for p in PROTO.rglob("*.proto"))
-    if not files:
-        raise SystemExit("no .proto files under proto/")
+def _protoc(root: Path, dest: Path, files: list[str]) -> None:
     include = Path(protoc.__file__).parent / "_proto"
-    # protoc finds the mypy plugins on PATH; they sit beside this interpreter
-    bindir = str(Path(sys.executable).parent)
-    os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+    dest.mkdir(parents=True, exist_ok=True)
     args = [
         "protoc",
-        f"-I{PROTO}",
+        f"-I{root}",
         f"-I{include}",
         f"--python_out={dest}",
         f"--grpc_python_out={dest}",
@@ -47,6 +48,22 @@ def generate(dest: Path) -> None:
     ]
     if protoc.main(args) != 0:
         raise SystemExit("protoc failed")
+
+
+def generate(dest: Path) -> None:
+    files = sorted(str(p.relative_to(PROTO)) for p in PROTO.rglob("*.proto"))
+    if not files:
+        raise SystemExit("no .proto files under proto/")
+    # protoc finds the mypy plugins on PATH; they sit beside this interpreter
+    bindir = str(Path(sys.executable).parent)
+    os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+    _protoc(PROTO, dest, [f for f in files if f not in OWN_ROOT])
+    own_modules: dict[str, str] = {}
+    for f in OWN_ROOT:
+        folder = Path(f).parent
+        _protoc(PROTO / folder, dest / folder, [Path(f).name])
+        own_modules[Path(f).stem] = ".".join((PACKAGE, *folder.parts))
+    files = [f for f in files if f not in OWN_ROOT]
     top_dirs = {Path(f).parts[0] for f in files if len(Path(f).parts) > 1}
     top_mods = {Path(f).stem for f in files if len(Path(f).parts) == 1}
     for path in dest.rglob("*.py*"):
@@ -64,6 +81,10 @@ def generate(dest: Path) -> None:
         for mod in sorted(top_mods):
             text = re.sub(
                 rf"^import {mod}_pb2", f"from {PACKAGE} import {mod}_pb2", text, flags=re.M
+            )
+        for mod, package in sorted(own_modules.items()):
+            text = re.sub(
+                rf"^import {mod}_pb2", f"from {package} import {mod}_pb2", text, flags=re.M
             )
         path.write_text(text)
     for d in [dest, *[p for p in dest.rglob("*") if p.is_dir()]]:

@@ -192,3 +192,14 @@ def make_cert(directory: Path, ca: str, name: str, *, server: bool) -> None:
         "-CAcreateserial", "-days", "2", "-out", f"{name}.crt", "-extfile", ext.name,
         cwd=directory,
     )  # fmt: skip
+
+
+async def settle_taskspecs(api: Api) -> None:
+    """Stand in for the operator having run every TaskSpec so far to the end,
+    so a later request on the same racks is not refused as conflicting."""
+    from nicoflow.kube.resources import TASKSPECS
+
+    for ts in await api.kube.list(TASKSPECS, api.namespace):
+        if (ts.get("status") or {}).get("racks") is None:
+            status = {"phase": "Complete", "racks": 0, "completionTime": "2030-01-01T00:00:00Z"}
+            await api.kube.patch_status(TASKSPECS, ts["metadata"]["name"], status, api.namespace)

@@ -236,9 +236,9 @@ CASES: list[tuple[str, str, Build, grpc.StatusCode, str]] = [
     (
         "create-bad-name",
         "CreateExpectedRack",
-        lambda c: bad_rack(c, lambda r: setattr(r.info, "name", "Rack A01")),
+        lambda c: bad_rack(c, lambda r: setattr(r.info, "name", "Rack\tA01")),
         INVALID,
-        "'rack-a01'",
+        "rack.info.name contains control characters",
     ),
     (
         "create-unknown-type",

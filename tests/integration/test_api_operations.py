@@ -13,7 +13,7 @@ from typing import Any
 
 import grpc
 import pytest
-from api_support import Api, example_rack, running_api
+from api_support import Api, example_rack, running_api, settle_taskspecs
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from nicoflow._proto.flow.v1 import flow_pb2 as pb
@@ -184,6 +184,7 @@ async def test_bring_up_ingest_and_rule_ids(api: Api) -> None:
     _, rack_id = await _rack(api)
     target = _rack_target(rack_id)
     await api.stub.BringUpRack(pb.BringUpRackRequest(target_spec=target))
+    await settle_taskspecs(api)  # else the bring-up holds the rack (no operator runs here)
     await api.stub.IngestRack(pb.IngestRackRequest(target_spec=target))
     ops = sorted(t["spec"]["operation"] for t in await api.kube.list(TASKSPECS, api.namespace))
     assert ops == ["bring_up", "ingest"]
@@ -209,6 +210,7 @@ async def test_bring_up_ingest_and_rule_ids(api: Api) -> None:
         created.append(obj_name)
     try:
         for rule_id, expected in ((by_label, f"rule-{api.tag}"), (by_name, by_name)):
+            await settle_taskspecs(api)
             await api.stub.PowerOnRack(
                 pb.PowerOnRackRequest(target_spec=target, rule_id=pb.UUID(id=rule_id))
             )
@@ -327,7 +329,7 @@ async def test_live_task_is_listed_read_and_cancelled_by_its_returned_id(api: Ap
     task = listed.tasks[0]
     assert task.id.id == tid
     assert task.status == pb.TASK_STATUS_RUNNING
-    assert task.operation == "PowerOff, forced true"
+    assert task.operation == "ForcePowerOff, forced true"
     assert task.rack_id.id == rack_id
     assert task.description == "drain row a"
     assert task.message == "stage 2 of 2"

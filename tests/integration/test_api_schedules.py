@@ -3,7 +3,10 @@ PostgreSQL: schedules become TaskSchedule objects in the server's namespace."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import grpc
 import pytest
@@ -11,9 +14,11 @@ from api_support import Api, example_rack, running_api
 from google.protobuf.field_mask_pb2 import FieldMask
 
 from nicoflow._proto.flow.v1 import flow_pb2 as pb
+from nicoflow.controller.schedules import ScheduleController
 from nicoflow.devstack.controlplane import ControlPlane
+from nicoflow.domain import schedules as timing
 from nicoflow.domain.schedules import trigger_name
-from nicoflow.kube.resources import SCHEDULES, task_name
+from nicoflow.kube.resources import ANNOTATION_RESUMED_AT, SCHEDULES, task_name
 from nicoflow.service.schedules import ANNOTATION_TRIGGER_NOW
 from nicoflow.service.task_ids import task_id
 
@@ -269,3 +274,142 @@ async def test_bad_schedule_requests(api: Api) -> None:
     )
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert "limit" in message
+
+
+# --- what the original's clients read back ---------------------------------------------------
+
+
+async def _one_schedule_object(api: Api, sid: str) -> dict[str, Any]:
+    [obj] = [
+        o
+        for o in await api.kube.list(SCHEDULES, api.namespace)
+        if o["metadata"]["labels"]["flow.nico.io/schedule-id"] == sid
+    ]
+    return obj
+
+
+async def test_create_answers_next_run_and_trigger_sets_last_run_and_last_task(api: Api) -> None:
+    a = await _rack(api, "a01", 1)
+    before = datetime.now(UTC).replace(microsecond=0)
+    created = await api.stub.CreateTaskSchedule(
+        pb.CreateTaskScheduleRequest(
+            schedule=pb.ScheduleConfig(
+                name="Six-hourly",
+                spec=pb.ScheduleSpec(type=pb.SCHEDULE_SPEC_TYPE_INTERVAL, spec="6h"),
+            ),
+            operation=pb.ScheduledOperation(power_on=pb.PowerOnRackRequest(target_spec=_racks(a))),
+        )
+    )
+    # a client reads when it runs next straight from the create response
+    assert created.HasField("next_run_at")
+    nxt = created.next_run_at.ToDatetime(tzinfo=UTC)
+    assert before + timedelta(hours=6) - timedelta(seconds=2) <= nxt
+    assert nxt <= datetime.now(UTC) + timedelta(hours=6)
+    assert not created.HasField("last_run_at")
+    sid = created.id.id
+    [scope] = (
+        await api.stub.ListTaskScheduleScopes(
+            pb.ListTaskScheduleScopesRequest(schedule_id=pb.UUID(id=sid))
+        )
+    ).scopes
+    assert not scope.HasField("last_task_id")
+
+    fired = await api.stub.TriggerTaskSchedule(pb.TriggerTaskScheduleRequest(id=pb.UUID(id=sid)))
+    got = await api.stub.GetTaskSchedule(pb.GetTaskScheduleRequest(id=pb.UUID(id=sid)))
+    assert got.HasField("last_run_at")
+    assert got.last_run_at.ToDatetime(tzinfo=UTC) >= before
+
+    # the controller fires the trigger: the scope's last task is the one the trigger returned
+    ctl = ScheduleController(api.kube, namespaces=(api.namespace,))
+    await ctl.resync()
+    assert len(await ctl.tick()) == 1
+    [scope] = (
+        await api.stub.ListTaskScheduleScopes(
+            pb.ListTaskScheduleScopesRequest(schedule_id=pb.UUID(id=sid))
+        )
+    ).scopes
+    assert scope.last_task_id.id == fired.task_ids[0].id
+    obj = await _one_schedule_object(api, sid)
+    assert obj["status"]["lastTriggerTime"]
+
+
+async def test_resume_recomputes_the_next_run_and_fires_nothing_missed(api: Api) -> None:
+    """The dangerous case: resuming a paused schedule must not run a missed
+    time at once (a forced power-off due while paused would power the racks
+    off on the spot). The one-time schedule here falls due while paused, with
+    no operator running to see the pause."""
+    a = await _rack(api, "a01", 1)
+    hourly = await api.stub.CreateTaskSchedule(
+        pb.CreateTaskScheduleRequest(
+            schedule=pb.ScheduleConfig(
+                name="Hourly Off",
+                spec=pb.ScheduleSpec(type=pb.SCHEDULE_SPEC_TYPE_INTERVAL, spec="1h"),
+            ),
+            operation=pb.ScheduledOperation(
+                power_off=pb.PowerOffRackRequest(target_spec=_racks(a), forced=True)
+            ),
+        )
+    )
+    hid = pb.UUID(id=hourly.id.id)
+    paused = await api.stub.PauseTaskSchedule(pb.PauseTaskScheduleRequest(id=hid))
+    assert not paused.HasField("next_run_at")
+    resumed = await api.stub.ResumeTaskSchedule(pb.ResumeTaskScheduleRequest(id=hid))
+    assert resumed.enabled
+    assert resumed.next_run_at == hourly.next_run_at  # the next time after now
+
+    soon = (datetime.now(UTC) + timedelta(seconds=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    once = await api.stub.CreateTaskSchedule(
+        pb.CreateTaskScheduleRequest(
+            schedule=pb.ScheduleConfig(
+                name="Soon Off",
+                spec=pb.ScheduleSpec(type=pb.SCHEDULE_SPEC_TYPE_ONE_TIME, spec=soon),
+            ),
+            operation=pb.ScheduledOperation(
+                power_off=pb.PowerOffRackRequest(target_spec=_racks(a), forced=True)
+            ),
+        )
+    )
+    oid = pb.UUID(id=once.id.id)
+    await api.stub.PauseTaskSchedule(pb.PauseTaskScheduleRequest(id=oid))
+    await asyncio.sleep(3)  # its time passes while paused
+    await api.stub.ResumeTaskSchedule(pb.ResumeTaskScheduleRequest(id=oid))
+    obj = await _one_schedule_object(api, once.id.id)
+    resumed_at = timing.parse_timestamp(obj["metadata"]["annotations"][ANNOTATION_RESUMED_AT])
+
+    # an operator evaluating the schedules right after the resume runs nothing
+    ctl = ScheduleController(api.kube, lambda: resumed_at, namespaces=(api.namespace,))
+    await ctl.resync()
+    assert await ctl.tick() == []
+    status = (await _one_schedule_object(api, once.id.id))["status"]
+    assert status["lastSkippedTime"] == soon
+    got = await api.stub.GetTaskSchedule(pb.GetTaskScheduleRequest(id=oid))
+    assert not got.HasField("next_run_at")
+    assert not got.HasField("last_run_at")
+
+    # resuming an enabled schedule changes nothing
+    before = (await _one_schedule_object(api, hourly.id.id))["metadata"]["annotations"]
+    await api.stub.ResumeTaskSchedule(pb.ResumeTaskScheduleRequest(id=hid))
+    after = (await _one_schedule_object(api, hourly.id.id))["metadata"]["annotations"]
+    assert after[ANNOTATION_RESUMED_AT] == before[ANNOTATION_RESUMED_AT]
+
+
+async def test_a_triggered_one_time_schedule_is_consumed(api: Api) -> None:
+    a = await _rack(api, "a01", 1)
+    at = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    created = await api.stub.CreateTaskSchedule(
+        pb.CreateTaskScheduleRequest(
+            schedule=pb.ScheduleConfig(
+                name="Once", spec=pb.ScheduleSpec(type=pb.SCHEDULE_SPEC_TYPE_ONE_TIME, spec=at)
+            ),
+            operation=pb.ScheduledOperation(power_on=pb.PowerOnRackRequest(target_spec=_racks(a))),
+        )
+    )
+    assert created.next_run_at.ToDatetime(tzinfo=UTC) == timing.parse_timestamp(at)
+    sid = pb.UUID(id=created.id.id)
+    await api.stub.TriggerTaskSchedule(pb.TriggerTaskScheduleRequest(id=sid))
+    got = await api.stub.GetTaskSchedule(pb.GetTaskScheduleRequest(id=sid))
+    assert not got.enabled
+    assert not got.HasField("next_run_at")
+    code, message = await _code(api.stub.TriggerTaskSchedule(pb.TriggerTaskScheduleRequest(id=sid)))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    assert "already fired" in message

@@ -535,3 +535,60 @@ async def test_schedule_lifecycle_and_nvl_domains(api: Api, tmp_path: Path) -> N
     assert (await flow("nvl", "detach", rack, *target(api))).rc == 0
     members = await flow("nvl", "racks", domain, "-o", "json", *target(api))
     assert members.json() == []
+
+
+async def test_rule_batch_overwrite_is_all_or_nothing(api: Api, tmp_path: Path) -> None:
+    """When the server refuses one rule of a batch, the rules the batch had
+    already overwritten are put back and the ones it created are removed."""
+    tag = api.tag
+    one_step = "[{component_type: compute, stage: 1, main_operation: {name: PowerControl}}]"
+    two_steps = (
+        "[{component_type: powershelf, stage: 1, main_operation: {name: PowerControl}},"
+        " {component_type: compute, stage: 2, main_operation: {name: PowerControl}}]"
+    )
+    first = tmp_path / "first.yaml"
+    first.write_text(
+        f"version: v1\nrules:\n  - name: batch-a-{tag}\n    operation_type: power_control\n"
+        f"    operation: warm_reset\n    steps: {one_step}\n"
+    )
+    made = await flow("rule", "create", "--from-yaml", str(first), "-o", "json", *target(api))
+    assert made.rc == 0, made.err
+    a_id = made.json()[0]["id"]
+    before = (await flow("rule", "get", a_id, "-o", "json", *target(api))).json()
+    blocker_file = tmp_path / "blocker.json"
+    blocker_file.write_text(builtin_rule(OperationCode.COLD_RESET).to_json())
+    blocker = await flow(
+        "rule", "create", "--name", f"blocker-{tag}", "--operation-type", "power_control",
+        "--operation", "cold_reset", "--rule-file", str(blocker_file), "--is-default",
+        "-o", "json", *target(api),
+    )  # fmt: skip
+    assert blocker.rc == 0, blocker.err
+    try:
+        batch = tmp_path / "batch.yaml"
+        batch.write_text(
+            f"version: v1\nrules:\n"
+            f"  - name: batch-a-{tag}\n    operation_type: power_control\n"
+            f"    operation: warm_reset\n    steps: {two_steps}\n"
+            f"  - name: batch-c-{tag}\n    operation_type: power_control\n"
+            f"    operation: warm_reset\n    steps: {one_step}\n"
+            f"  - name: batch-b-{tag}\n    operation_type: power_control\n"
+            f"    operation: cold_reset\n    is_default: true\n    steps: {one_step}\n"
+        )
+        over = await flow(
+            "rule", "create", "--from-yaml", str(batch), "--overwrite", "-o", "json", *target(api)
+        )
+        assert over.rc != 0
+        rows = {r["name"]: r["result"] for r in over.json()}
+        assert rows[f"batch-a-{tag}"] == "updated, rolled back"
+        assert rows[f"batch-c-{tag}"] == "created, rolled back"
+        assert rows[f"batch-b-{tag}"].startswith("error: AlreadyExists")
+        after = (await flow("rule", "get", a_id, "-o", "json", *target(api))).json()
+        assert after["rule_definition_json"] == before["rule_definition_json"]
+        names = [
+            r["name"]
+            for r in (await flow("rule", "list", "-o", "json", *target(api))).json()["rules"]
+        ]
+        assert f"batch-c-{tag}" not in names
+    finally:
+        await flow("rule", "delete", blocker.json()["id"], *target(api))
+        await flow("rule", "delete", a_id, *target(api))

@@ -13,8 +13,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from api_support import Api, running_api
+from google.protobuf import descriptor_pb2
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from nicoflow.devstack.controlplane import ControlPlane
 
@@ -135,3 +138,18 @@ async def test_readme_get_component_by_serial_example(grpcurl: str, api: Api) ->
     # and the version call from docs/grpc-api.md
     version = await call(grpcurl, api, "v1.Flow/Version", {})
     assert version["version"]
+
+
+async def test_reflection_names_the_file_flow_proto_as_the_original(api: Api) -> None:
+    """Reflection tools (grpcurl, Postman, grpcui) see the file the original
+    served: its descriptor is named flow.proto, package v1."""
+    async with grpc.aio.insecure_channel(api.server.address) as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        request = reflection_pb2.ServerReflectionRequest(file_containing_symbol="v1.Flow")
+        async for answer in stub.ServerReflectionInfo(iter([request])):
+            raw = answer.file_descriptor_response.file_descriptor_proto
+            files = [descriptor_pb2.FileDescriptorProto.FromString(b) for b in raw]
+            break
+    [flow] = [f for f in files if f.package == "v1"]
+    assert flow.name == "flow.proto"
+    assert [s.name for s in flow.service] == ["Flow"]

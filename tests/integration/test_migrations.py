@@ -41,7 +41,7 @@ from nicoflow.inventory.models import (
 )
 
 FLOW = Path(sys.executable).with_name("flow")
-HEAD = "0002"
+HEAD = "0003"
 TABLES = {"nvl_domain", "rack", "component", "bmc", "component_drift", "task_history", "sync_state"}
 
 
@@ -136,7 +136,7 @@ def test_0002_adds_and_removes_its_columns_and_keeps_the_rows(
         )
     assert "rack_id" not in _columns(engine, "component_drift")
 
-    up = migrate.upgrade(database_url)
+    up = migrate.upgrade(database_url, "0002")
     assert (up.before, up.after) == ("0001", "0002")
     assert {"nvos_ip", "leak_since"} <= _columns(engine, "component")
     fks = {fk["name"]: fk for fk in inspect(engine).get_foreign_keys("component_drift")}
@@ -159,7 +159,7 @@ def test_0002_adds_and_removes_its_columns_and_keeps_the_rows(
         assert conn.scalar(text("SELECT count(*) FROM component_drift")) == 1
         assert conn.scalar(text("SELECT count(*) FROM component")) == 1
 
-    assert migrate.upgrade(database_url).after == "0002"
+    assert migrate.upgrade(database_url, "0002").after == "0002"
     assert "rack_id" in _columns(engine, "component_drift")
 
 
@@ -571,7 +571,7 @@ def test_flow_db_cli_up_and_down(database_url: str, engine: Engine) -> None:
     hist = _flow("db", "history", "--database-url", database_url)
     assert hist.returncode == 0, hist.stderr
     assert "base -> 0001:" in hist.stdout
-    assert f"0001 -> {HEAD} (head, current)" in hist.stdout
+    assert f"0002 -> {HEAD} (head, current)" in hist.stdout
 
     down = _flow("db", "migrate", "--to", "base", "--database-url", database_url)
     assert down.returncode == 0, down.stderr
@@ -632,3 +632,36 @@ async def test_async_engine_reads_the_migrated_schema(database_url: str, migrate
         assert names == ["r1"]
     finally:
         await engine.dispose()
+
+
+def test_0003_adds_display_names_and_order_and_keeps_the_rows(
+    database_url: str, engine: Engine
+) -> None:
+    migrate.upgrade(database_url, "0002")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO rack (name, manufacturer, serial_number) "
+                "VALUES ('r1', 'NVIDIA', 'R1');"
+                "INSERT INTO nvl_domain (name) VALUES ('d1');"
+                "INSERT INTO component (type, manufacturer, serial_number) "
+                "VALUES ('compute', 'NVIDIA', 'C1')"
+            )
+        )
+    assert migrate.upgrade(database_url).after == "0003"
+    assert {"display_name", "ordinal"} <= _columns(engine, "component")
+    with engine.begin() as conn:
+        assert conn.execute(text("SELECT display_name FROM rack")).all() == [(None,)]
+        conn.execute(text("UPDATE rack SET display_name = 'R 1'"))
+        conn.execute(
+            text(
+                "INSERT INTO rack (name, manufacturer, serial_number) VALUES ('r2', 'NVIDIA', 'R2')"
+            )
+        )
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.execute(text("UPDATE rack SET display_name = 'R 1' WHERE name = 'r2'"))
+    down = migrate.downgrade(database_url, "0002")
+    assert (down.before, down.after) == ("0003", "0002")
+    assert "display_name" not in _columns(engine, "rack")
+    with engine.connect() as conn:
+        assert conn.scalar(text("SELECT count(*) FROM rack")) == 2

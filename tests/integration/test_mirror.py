@@ -26,6 +26,7 @@ from nicoflow.inventory.mirror import (
     MirrorError,
     delete_rack,
     rack_summary,
+    soft_delete_rack,
     upsert_rack,
 )
 from nicoflow.inventory.models import (
@@ -224,13 +225,28 @@ async def test_spec_edits_are_applied(sessions: async_sessionmaker[AsyncSession]
     assert result.action is MirrorAction.UPDATED
     assert result.components_deleted == 1
     assert result.components_created == 0
-    assert result.components_updated == 3  # compute-01 firmware, two switches' Core ids
+    # compute-01 firmware, two switches' Core ids, and the place in the list of
+    # every component after compute-18
+    names = [c["name"] for c in body["spec"]["components"]]
+    after = len(names) - names.index("compute-18") - 1
+    assert result.components_updated == 3 + after
 
-    assert await count(sessions, Component) == 34
+    # the component left the spec: soft-deleted (PurgeComponent removes it), out of the
+    # rack, its BMCs and Core id given up
+    assert await count(sessions, Component) == 35
     assert await count(sessions, BMC) == 68
     async with sessions() as session:
-        rows = (await session.execute(select(Component.name, Component.id))).all()
+        gone = await session.scalar(select(Component).where(Component.name == "compute-18"))
+        assert gone is not None
+        assert gone.deleted_at is not None
+        assert (gone.rack_id, gone.external_id, gone.bmcs) == (None, None, [])
+        rows = (
+            await session.execute(
+                select(Component.name, Component.id).where(Component.deleted_at.is_(None))
+            )
+        ).all()
         now = dict(rows)
+        assert len(now) == 34
         assert "compute-18" not in now
         assert all(now[n] == ids[n] for n in now), "kept components keep their inventory id"
         cores = dict(
@@ -354,6 +370,45 @@ async def test_recreated_object_rewrites(sessions: async_sessionmaker[AsyncSessi
     async with sessions() as session:
         row = (await session.execute(select(Rack.source_uid, Rack.source_generation))).one()
     assert tuple(row) == ("uid-new", 1)
+
+
+async def test_soft_delete_keeps_the_rows_until_purged(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """What the operator does when a Rack object goes: the original's DeleteRack
+    (a later PurgeRack still finds the rows), and a Rack re-created under the
+    name brings them back with their ids."""
+    await upsert(sessions, example("gb200-a01"))
+    async with sessions() as session:
+        rack_id = await session.scalar(select(Rack.id).where(Rack.name == "gb200-a01"))
+        ids = dict((await session.execute(select(Component.name, Component.id))).all())
+    async with sessions() as session, session.begin():
+        assert await soft_delete_rack(session, "gb200-a01") is True
+    async with sessions() as session, session.begin():
+        assert await soft_delete_rack(session, "gb200-a01") is False  # already deleted
+    async with sessions() as session:
+        row = await session.get(Rack, rack_id)
+        assert row is not None
+        assert row.deleted_at is not None
+        live = await session.scalar(
+            select(func.count()).select_from(Component).where(Component.deleted_at.is_(None))
+        )
+        assert live == 0
+        assert await rack_summary(session, "gb200-a01") is None
+    assert await count(sessions, Component) == len(ids)  # every row is still there
+    again = example("gb200-a01")
+    again["metadata"]["uid"] = "uid-a01-again"
+    assert (await upsert(sessions, again)).action is MirrorAction.UPDATED
+    async with sessions() as session:
+        back = dict(
+            (
+                await session.execute(
+                    select(Component.name, Component.id).where(Component.deleted_at.is_(None))
+                )
+            ).all()
+        )
+        assert back == ids
+        assert await session.scalar(select(Rack.id).where(Rack.deleted_at.is_(None))) == rack_id
 
 
 async def test_delete_rack(sessions: async_sessionmaker[AsyncSession]) -> None:
@@ -652,3 +707,23 @@ async def test_task_history_filters(sessions: async_sessionmaker[AsyncSession]) 
         assert [t.name for t in both] == ["t3", "t1"]
         assert await task_history(session, component_core_id="unknown") == []
         assert await task_history(session, active_only=True) == []
+
+
+async def test_a_deleted_racks_bmcs_and_serials_go_to_a_new_rack(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A rack deleted with kubectl and declared again under another name (a
+    rename) takes its hardware back: BMC MACs, serials and Core ids of the
+    soft-deleted rows are given up."""
+    await upsert(sessions, example("gb200-a01"))
+    async with sessions() as session, session.begin():
+        assert await soft_delete_rack(session, "gb200-a01")
+    renamed = example("gb200-a01")
+    renamed["metadata"].update(name="gb200-renamed", uid="uid-renamed")
+    assert (await upsert(sessions, renamed)).action is MirrorAction.CREATED
+    async with sessions() as session:
+        summary = await rack_summary(session, "gb200-renamed")
+        assert summary is not None
+        assert summary.total == len(renamed["spec"]["components"])
+    bmcs = sum(len(c.get("bmcs") or []) for c in renamed["spec"]["components"])
+    assert await count(sessions, BMC) == bmcs

@@ -107,7 +107,8 @@ def test_a_rack_claiming_another_racks_serial_is_refused_visibly(flow: FlowStack
         flow.cp.kubectl("delete", "rack", "rack-clone", "--wait=false")
 
 
-def test_deleting_a_rack_removes_it_from_the_inventory(flow: FlowStack) -> None:
+def test_deleting_a_rack_soft_deletes_it_in_the_inventory(flow: FlowStack) -> None:
+    """As the original's DeleteRack: the rows stay, marked deleted, until PurgeRack."""
     extra = copy.deepcopy(flow.rack_bodies[1])
     extra["metadata"] = {"name": "rack-spare", "labels": {"role": "spare"}}
     extra["spec"]["identity"]["serialNumber"] = "SPARE-0001"
@@ -126,8 +127,10 @@ def test_deleting_a_rack_removes_it_from_the_inventory(flow: FlowStack) -> None:
     flow.wait_for("rack", "rack-spare", None, lambda o: condition(o, "InventorySynced") is not None)
     assert sql(flow, "SELECT count(*) FROM rack WHERE name = 'rack-spare'")[0][0] == 1
     flow.cp.kubectl("delete", "rack", "rack-spare", "--timeout=60s")
-    assert sql(flow, "SELECT count(*) FROM rack WHERE name = 'rack-spare'")[0][0] == 0
-    assert sql(flow, "SELECT count(*) FROM component WHERE serial_number = 'SPARE-PS-1'")[0][0] == 0
+    rack = sql(flow, "SELECT deleted_at IS NOT NULL FROM rack WHERE name = 'rack-spare'")
+    assert rack == [(True,)]
+    part = "SELECT deleted_at IS NOT NULL FROM component WHERE serial_number = 'SPARE-PS-1'"
+    assert sql(flow, part) == [(True,)]
 
 
 def test_a_taskspec_that_resolves_to_nothing_fails_with_the_reason(flow: FlowStack) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from nicoflow.controller.resources import SCHEDULES, TASKSPECS
+from nicoflow.controller.resources import SCHEDULES, TASKS, TASKSPECS
 from nicoflow.controller.schedules import (
     ANNOTATION_SCHEDULED_TIME,
     ANNOTATION_TRIGGER_NOW,
@@ -22,6 +22,8 @@ from nicoflow.controller.schedules import (
 )
 from nicoflow.devstack.controlplane import ControlPlane
 from nicoflow.domain import schedules as timing
+from nicoflow.domain.default_rules import builtin_rule
+from nicoflow.domain.types import OperationCode
 from nicoflow.kube.client import KubeClient
 
 pytestmark = pytest.mark.usefixtures("crds_installed")
@@ -386,3 +388,186 @@ async def test_run_loop_wakes_on_watch_events_and_stops(kube: KubeClient, namesp
         stop.set()
         await asyncio.wait_for(runner, timeout=5)
     assert runner.done()
+
+
+# --- resuming, triggers and per-rack overlap (the original's semantics) -----------------------
+
+
+async def test_resume_never_fires_a_time_missed_while_suspended(
+    kube: KubeClient, namespace: str
+) -> None:
+    """A nightly power-off paused in the morning and resumed at noon must not
+    power the racks off at noon: the next run is the next scheduled time."""
+    obj = await create_schedule(kube, namespace, schedule_body("nightly-off", {"interval": "1m"}))
+    c = created_at(obj)
+    clock = Clock(c + timedelta(minutes=1, seconds=2))
+    ctl = ScheduleController(kube, clock.now)
+    assert await step(ctl) == [timing.taskspec_name("nightly-off", c + timedelta(minutes=1))]
+    await set_phase(
+        kube, namespace, timing.taskspec_name("nightly-off", c + timedelta(minutes=1)), "Complete"
+    )
+
+    await kube.patch(SCHEDULES, "nightly-off", {"spec": {"suspend": True}}, namespace)
+    clock.set(c + timedelta(minutes=1, seconds=30))
+    assert await step(ctl) == []  # sees the suspension
+    clock.set(c + timedelta(minutes=3, seconds=30))  # two scheduled times pass
+    assert await step(ctl) == []
+
+    await kube.patch(SCHEDULES, "nightly-off", {"spec": {"suspend": False}}, namespace)
+    clock.set(c + timedelta(minutes=3, seconds=40))
+    assert await step(ctl) == []  # nothing missed is run at once
+    status = await status_of(kube, namespace, "nightly-off")
+    assert status["lastSkippedTime"] == stamp(c + timedelta(minutes=3))
+    assert condition(status, "Missed")["reason"] == "Suspended"
+    assert status["nextScheduleTime"] == stamp(c + timedelta(minutes=4))
+    assert await step(ctl) == []
+    clock.set(c + timedelta(minutes=4, seconds=1))
+    assert await step(ctl) == [timing.taskspec_name("nightly-off", c + timedelta(minutes=4))]
+    assert len(await fired(kube, namespace, "nightly-off")) == 2
+
+
+async def test_resume_annotation_counts_even_when_the_pause_was_never_seen(
+    kube: KubeClient, namespace: str
+) -> None:
+    """Paused and resumed through the API while no operator ran: the API's
+    resumed-at annotation still keeps the missed times from firing."""
+    obj = await create_schedule(
+        kube, namespace, schedule_body("blink", {"interval": "1m"}, suspend=True)
+    )
+    c = created_at(obj)
+    resumed = c + timedelta(minutes=2, seconds=30)
+    patch = {
+        "metadata": {"annotations": {"flow.nico.io/resumed-at": stamp(resumed)}},
+        "spec": {"suspend": False},
+    }
+    await kube.patch(SCHEDULES, "blink", patch, namespace)
+    clock = Clock(resumed + timedelta(seconds=5))
+    ctl = ScheduleController(kube, clock.now)
+    assert await step(ctl) == []
+    assert (await status_of(kube, namespace, "blink"))["lastSkippedTime"] == stamp(
+        c + timedelta(minutes=2)
+    )
+    clock.set(c + timedelta(minutes=3, seconds=1))
+    assert await step(ctl) == [timing.taskspec_name("blink", c + timedelta(minutes=3))]
+
+
+def _task(namespace: str, taskspec: str, rack: str, phase: str) -> Json:
+    return {
+        "apiVersion": "flow.nico.io/v1alpha1",
+        "kind": "Task",
+        "metadata": {
+            "name": f"{taskspec}-{rack}",
+            "namespace": namespace,
+            "labels": {"flow.nico.io/rack": rack, "flow.nico.io/taskspec": taskspec},
+        },
+        "spec": {
+            "taskSpecName": taskspec,
+            "rack": rack,
+            "operation": "power_on",
+            "components": [{"type": "compute", "ids": [{"name": "compute-01", "coreId": "m1"}]}],
+            "rule": {
+                "name": "builtin-power_on",
+                "source": "builtin",
+                "definition": builtin_rule(OperationCode.POWER_ON).to_crd(),
+            },
+        },
+    }
+
+
+async def test_overlap_skip_is_per_rack(kube: KubeClient, namespace: str) -> None:
+    """One stuck rack must not hold back the schedule's other racks."""
+    body = schedule_body("fleet", {"interval": "1m"})
+    body["spec"]["taskSpecTemplate"]["spec"]["targets"]["racks"] = ["rack-a", "rack-b", "rack-c"]
+    obj = await create_schedule(kube, namespace, body)
+    c = created_at(obj)
+    clock = Clock(c + timedelta(minutes=1, seconds=2))
+    ctl = ScheduleController(kube, clock.now)
+    first = timing.taskspec_name("fleet", c + timedelta(minutes=1))
+    assert await step(ctl) == [first]
+    assert "excludeRacks" not in (await kube.get(TASKSPECS, first, namespace))["spec"]["targets"]
+
+    # the operator resolved it: rack-b still runs, the others are done
+    for rack, phase in (("rack-a", "Succeeded"), ("rack-b", "Running"), ("rack-c", "Failed")):
+        task = await kube.create(TASKS, _task(namespace, first, rack, phase), namespace)
+        await kube.patch_status(TASKS, task["metadata"]["name"], {"phase": phase}, namespace)
+    await kube.patch_status(
+        TASKSPECS,
+        first,
+        {
+            "phase": "Running",
+            "racks": 3,
+            "tasks": [
+                {"name": f"{first}-{r}", "rack": r, "phase": p}
+                for r, p in (("rack-a", "Succeeded"), ("rack-b", "Running"), ("rack-c", "Failed"))
+            ],
+        },
+        namespace,
+    )
+
+    clock.set(c + timedelta(minutes=2, seconds=2))
+    second = timing.taskspec_name("fleet", c + timedelta(minutes=2))
+    assert await step(ctl) == [second]
+    ts = await kube.get(TASKSPECS, second, namespace)
+    assert ts["spec"]["targets"]["excludeRacks"] == ["rack-b"]
+    assert ts["spec"]["targets"]["racks"] == ["rack-a", "rack-b", "rack-c"]
+    status = await status_of(kube, namespace, "fleet")
+    assert status["lastScheduleTime"] == stamp(c + timedelta(minutes=2))
+    assert condition(status, "Skipped")["reason"] == "RacksStillBusy"
+    assert "rack-b" in condition(status, "Skipped")["message"]
+
+    # the second TaskSpec has not resolved yet: the next firing cannot tell
+    # which racks it holds, so it waits
+    clock.set(c + timedelta(minutes=3, seconds=2))
+    assert await step(ctl) == []
+    assert condition(await status_of(kube, namespace, "fleet"), "Skipped")["reason"] == (
+        "PreviousUnfinished"
+    )
+
+
+async def test_overlap_skip_skips_the_firing_when_every_rack_is_busy(
+    kube: KubeClient, namespace: str
+) -> None:
+    obj = await create_schedule(kube, namespace, schedule_body("solo", {"interval": "1m"}))
+    c = created_at(obj)
+    clock = Clock(c + timedelta(minutes=1, seconds=2))
+    ctl = ScheduleController(kube, clock.now)
+    first = timing.taskspec_name("solo", c + timedelta(minutes=1))
+    assert await step(ctl) == [first]
+    task = await kube.create(TASKS, _task(namespace, first, "rack-a", "Running"), namespace)
+    await kube.patch_status(TASKS, task["metadata"]["name"], {"phase": "Running"}, namespace)
+    await kube.patch_status(
+        TASKSPECS,
+        first,
+        {
+            "phase": "Running",
+            "racks": 1,
+            "tasks": [{"name": f"{first}-rack-a", "rack": "rack-a", "phase": "Running"}],
+        },
+        namespace,
+    )
+    clock.set(c + timedelta(minutes=2, seconds=2))
+    assert await step(ctl) == []
+    status = await status_of(kube, namespace, "solo")
+    assert status["lastSkippedTime"] == stamp(c + timedelta(minutes=2))
+    assert "rack-a" in condition(status, "Skipped")["message"]
+
+
+async def test_trigger_is_recorded_and_consumes_a_one_time_schedule(
+    kube: KubeClient, namespace: str
+) -> None:
+    at = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
+    await create_schedule(kube, namespace, schedule_body("once", {"at": stamp(at)}))
+    clock = Clock(datetime.now(UTC).replace(microsecond=0))
+    ctl = ScheduleController(kube, clock.now)
+    assert await step(ctl) == []
+    patch = {"metadata": {"annotations": {ANNOTATION_TRIGGER_NOW: "now"}}}
+    await kube.patch(SCHEDULES, "once", patch, namespace)
+    assert await step(ctl) == [timing.trigger_name("once", "now")]
+    status = await status_of(kube, namespace, "once")
+    assert status["lastTriggerTime"] == stamp(clock.now())
+    assert condition(status, "Completed")["reason"] == "Triggered"
+    assert status.get("nextScheduleTime") is None
+    # its own time does not run it a second time
+    clock.set(at + timedelta(seconds=1))
+    assert await step(ctl) == []
+    assert len(await fired(kube, namespace, "once")) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -198,14 +199,60 @@ def test_original_rule_json_with_display_type_names_parses() -> None:
       "main_operation": {"name": "PowerControl"},
       "post_operation": [{"name": "VerifyPowerStatus", "timeout": "5m", "poll_interval": "10s",
                           "parameters": {"expected_status": "on"}}],
-      "delay_after": 30}]}"""
+      "delay_after": 30000000000}]}"""
     defn = parse_rule_definition(text)
     s = defn.steps[0]
     assert defn.version == "v1"
     assert s.component_type is PS
     assert s.max_parallel == 1
-    assert s.delay_after == "30s"  # a number of seconds, normalised
+    assert s.delay_after == "30s"  # Go's JSON for a duration: nanoseconds
     assert s.post_operation[0].poll_interval_seconds() == 10
+
+
+# What the original's `flow rule create --from-yaml` sends: its loader turns the
+# YAML into Go structs and marshals them, so unset durations come as "0s" (Go's
+# zero value, meaning "use the default"), set ones in Go's String() form, and a
+# Sleep's duration parameter as integer nanoseconds.
+ORIGINAL_CLI_JSON = """{"version":"v1","steps":[
+ {"delay_after":"0s","timeout":"20m0s","component_type":"Compute","stage":1,"max_parallel":0,
+  "pre_operation":[{"timeout":"0s","poll_interval":"0s","name":"Sleep",
+                    "parameters":{"duration":10000000000}}],
+  "main_operation":{"timeout":"0s","poll_interval":"0s","name":"PowerControl"},
+  "post_operation":[{"timeout":"5m0s","poll_interval":"10s","name":"VerifyPowerStatus",
+                     "parameters":{"expected_status":"off"}}]},
+ {"delay_after":"0s","timeout":"0s","component_type":"NVSwitch","stage":2,"max_parallel":1,
+  "retry":{"initial_interval":"0s","max_interval":"0s","max_attempts":2,
+           "backoff_coefficient":1.5},
+  "main_operation":{"timeout":"0s","poll_interval":"0s","name":"PowerControl",
+                    "parameters":{"operation":"power_off"}}}]}"""
+
+
+def test_the_original_clis_rule_json_parses_with_zeros_unset_and_nanoseconds() -> None:
+    defn = parse_rule_definition(ORIGINAL_CLI_JSON)
+    first, second = defn.steps
+    assert first.component_type is ComponentType.COMPUTE
+    assert first.timeout == "20m0s"
+    assert first.timeout_seconds() == 1200
+    assert first.delay_after is None
+    sleep = first.pre_operation[0]
+    assert sleep.params.duration == "10s"
+    assert (sleep.timeout, sleep.poll_interval) == (None, None)
+    assert first.main_operation.timeout is None
+    verify = first.post_operation[0]
+    assert (verify.timeout_seconds(), verify.poll_interval_seconds()) == (300, 10)
+    # "0s" step timeout is the default, not a zero budget
+    assert second.timeout is None
+    assert second.timeout_seconds() == 20 * 60
+    assert second.retry_policy.initial_interval == "1s"
+    assert second.retry_policy.max_interval == "0s"  # no bound, as in the original
+    assert second.retry_policy.delay_before_attempt(2) == 1.0
+    # read back, unset durations are left out
+    back = json.loads(defn.to_json())
+    assert "timeout" not in back["steps"][1]
+    assert back["steps"][0]["pre_operation"][0] == {
+        "name": "Sleep",
+        "parameters": {"duration": "10s"},
+    }
 
 
 def test_camel_case_yaml_parses() -> None:
@@ -357,9 +404,9 @@ BAD_RULES: list[tuple[str, dict[str, Any], str]] = [
         "steps[0].retry.backoffCoefficient: Input should be greater than or equal to 1",
     ),
     (
-        "zero initial interval",
-        rule(step(retry={"initial_interval": "0s"})),
-        "retry.initialInterval must be greater than 0",
+        "negative nanoseconds",
+        rule(step(post_operation=[{"name": "Sleep", "parameters": {"duration": -5}}])),
+        "duration -5 is negative",
     ),
 ]
 

@@ -106,15 +106,17 @@ def test_live_task_fields() -> None:
     ("code", "options", "text"),
     [
         (OperationCode.POWER_OFF, {}, "PowerOff, forced false"),
-        (OperationCode.FORCE_POWER_OFF, {}, "PowerOff, forced true"),
-        (OperationCode.FORCE_RESTART, {}, "Restart, forced true"),
+        (OperationCode.FORCE_POWER_OFF, {}, "ForcePowerOff, forced true"),
+        (OperationCode.FORCE_RESTART, {}, "ForceRestart, forced true"),
         (OperationCode.POWER_ON, {}, "PowerOn, forced false"),
         (
             OperationCode.UPGRADE,
             {"targetVersion": "1.4", "subTargets": ["bmc"]},
-            "FirmwareUpgrade, target_version 1.4, sub_targets bmc",
+            "FirmwareUpgrade, target version 1.4",
         ),
-        (OperationCode.INGEST, {}, "Ingest"),
+        (OperationCode.UPGRADE, {}, "FirmwareUpgrade, target version "),
+        (OperationCode.INGEST, {}, "rack ingest"),
+        (OperationCode.BRING_UP, {}, "rack bring-up"),
         (None, {}, ""),
     ],
 )
@@ -164,16 +166,14 @@ def test_report_counts_components_and_marks_the_failure() -> None:
     assert report["version"] == 1
     assert report["error"] == "nvswitch-03: timeout"
     one, two, three = report["stages"]
+    # empty fields are left out, as the original's omitempty tags did
     assert one["steps"][0] == {
         "component_type": "PowerShelf",
         "status": "completed",
         "total_components": 8,
         "completed_components": 8,
-        "failed_components": 0,
-        "started_at": None,
-        "finished_at": None,
-        "error": "",
     }
+    assert "error" not in one
     assert one["finished_at"] == "2030-01-01T00:02:00Z"
     assert (two["status"], two["steps"][0]["failed_components"]) == ("failed", 1)
     # never started, then cancelled: skipped, as the original reports untouched stages
@@ -220,7 +220,7 @@ def test_archived_row() -> None:
         with_report=True,
     )
     assert msg.status == pb.TASK_STATUS_COMPLETED
-    assert msg.operation == "PowerOff, forced true"
+    assert msg.operation == "ForcePowerOff, forced true"
     assert msg.description == "leak"
     assert msg.finished_at.ToDatetime(tzinfo=UTC) == datetime(2030, 1, 1, 1, tzinfo=UTC)
     assert json.loads(msg.report)["stages"][0]["status"] == "completed"

@@ -176,7 +176,11 @@ def test_string_conditions() -> None:
             )
         ]
     )
-    assert _sql(exact[0]) == "rack.name = 'a' OR rack.name = 'b'"
+    # the name the client gave, where it was not the object name
+    assert _sql(exact[0]) == (
+        "coalesce(rack.display_name, rack.name) = 'a' OR "
+        "coalesce(rack.display_name, rack.name) = 'b'"
+    )
     wild = queryfilters.rack_filters(
         [
             pb.Filter(

@@ -381,3 +381,18 @@ def test_describe_selector() -> None:
     }
     assert describe_selector(sel) == "env=prod,row=a,site in (dc1,dc2),tier notin (x),gpu,!drain"
     assert describe_selector({}) == "(everything)"
+
+
+def test_exclude_racks_leaves_racks_out_whatever_selects_them() -> None:
+    """What a TaskSchedule with overlap Skip uses to leave busy racks out."""
+    res = resolve_targets(
+        {
+            "rackSelector": {"matchLabels": {"row": "a"}},
+            "racks": ["b01"],
+            "components": [{"id": "id-a02-ps-01"}],
+            "excludeRacks": ["a02", "b01"],
+        },
+        RACKS,
+    )
+    assert sorted(res.per_rack) == ["a01"]
+    assert res.errors == []

@@ -45,6 +45,11 @@ class RackIdentity(CrdModel):
     serial_number: Serial
     model: ShortText | None = None
     description: Message | None = None
+    display_name: ShortText | None = Field(
+        None,
+        description="The rack's name in the v1 API, when that is not a valid object name "
+        "(e.g. R1); the object's name is derived from it.",
+    )
 
 
 class RackLocation(CrdModel):
@@ -76,6 +81,11 @@ class RackComponent(CrdModel):
     """One tray, shelf or switch of the rack."""
 
     name: LabelName = Field(description="Unique within the rack, e.g. compute-01.")
+    display_name: ShortText | None = Field(
+        None,
+        description="The component's name in the v1 API, when that is not a valid, unique "
+        "name (e.g. GPU Tray 1); the name is derived from it.",
+    )
     type: ComponentType
     manufacturer: ShortText | None = None
     model: ShortText | None = None

@@ -12,6 +12,7 @@ from pydantic import ConfigDict, Field
 
 from nicoflow.api.common import (
     AGE_COLUMN,
+    DESCRIPTION_MAX,
     NAME_MAX,
     CrdInfo,
     CrdModel,
@@ -79,7 +80,9 @@ _IMMUTABLE = (
     "self.rule == oldSelf.rule && self.conflictStrategy == oldSelf.conflictStrategy && "
     "self.queueTimeoutSeconds == oldSelf.queueTimeoutSeconds && "
     "has(self.options) == has(oldSelf.options) && "
-    "(!has(self.options) || self.options == oldSelf.options)"
+    "(!has(self.options) || self.options == oldSelf.options) && "
+    "has(self.description) == has(oldSelf.description) && "
+    "(!has(self.description) || self.description == oldSelf.description)"
 )
 
 
@@ -89,6 +92,11 @@ class TaskRunSpec(CrdModel):
     task_spec_name: ObjectName = Field(description="The TaskSpec this Task belongs to.")
     rack: LabelName = Field(description="The Rack operated on.")
     operation: OperationCode
+    description: str | None = Field(
+        None,
+        max_length=DESCRIPTION_MAX,
+        description="The TaskSpec's description when the Task was made (kept with its history).",
+    )
     options: TaskOptions | None = None
     components: list[ComponentGroup] = Field(
         min_length=1,

@@ -139,7 +139,7 @@ class Schedule(CrdModel):
 class OverlapPolicy(StrEnum):
     """What a firing does when the previous TaskSpec of the schedule is unfinished."""
 
-    SKIP = "Skip"  # skip this firing; the TaskSpec uses conflict strategy Reject
+    SKIP = "Skip"  # leave out racks still busy with an earlier firing; conflict strategy Reject
     QUEUE = "Queue"  # fire anyway; its Tasks queue behind the running ones
 
 
@@ -180,8 +180,10 @@ class TaskScheduleSpec(CrdModel):
 
 class TaskScheduleStatus(CrdModel):
     """Conditions: Ready (schedule valid and armed), Suspended, Completed (a one-time
-    schedule has fired), Missed (the latest due time passed its starting deadline),
-    Skipped (the latest due time was skipped because a previous TaskSpec was unfinished)."""
+    schedule has fired, or was triggered), Missed (the latest due time passed its starting
+    deadline, or passed while the schedule was suspended: resuming never runs it), Skipped
+    (overlap policy Skip left the latest due time, or some of its racks, out because a
+    previous Task was unfinished)."""
 
     observed_generation: int | None = Field(None, ge=0)
     last_schedule_time: Timestamp | None = Field(
@@ -199,6 +201,11 @@ class TaskScheduleStatus(CrdModel):
         max_length=256,
         description="Value of the flow.nico.io/trigger-now annotation handled last; each new "
         "value fires once.",
+    )
+    last_trigger_time: Timestamp | None = Field(
+        None,
+        description="When a trigger (flow.nico.io/trigger-now or the API) last created a "
+        "TaskSpec. A triggered one-time schedule is complete.",
     )
     active: list[ObjectReference] | None = Field(
         None, max_length=MAX_ACTIVE, description="TaskSpecs created by the schedule, unfinished."

@@ -178,6 +178,13 @@ class TaskTargets(CrdModel):
         description="Every rack in the inventory. Required to mean it when rackSelector is "
         "empty ({}), which would select every rack too.",
     )
+    exclude_racks: list[LabelName] | None = Field(
+        None,
+        max_length=MAX_RACK_TARGETS,
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+        description="Racks left out, whatever else selects them (a TaskSchedule with overlap "
+        "policy Skip lists the racks still busy with its previous run).",
+    )
 
     model_config = ConfigDict(
         json_schema_extra=validations(

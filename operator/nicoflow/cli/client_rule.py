@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
+from nicoflow._proto.flow.v1 import flow_pb2 as pb
 from nicoflow.cli.client_common import EXIT_SERVER, EXIT_USAGE, Connection, client_command, fail
 from nicoflow.cli.client_output import emit, key_values, rules_table
 from nicoflow.client.client import FlowClient
@@ -40,6 +43,9 @@ def _create_one(flow: FlowClient, r: RuleRequest) -> str:
 
 
 def _batch(conn: Connection, path: Path, dry_run: bool, overwrite: bool) -> None:
+    """All or nothing: every rule is checked before anything is written, and
+    when the server refuses one, the rules already created are deleted and
+    the ones already overwritten are put back."""
     good, bad = parse_rule_file(path.read_text())
     for problem in bad:
         click.echo(f"invalid: {problem}", err=True)
@@ -59,30 +65,39 @@ def _batch(conn: Connection, path: Path, dry_run: bool, overwrite: bool) -> None
     failed = False
     with conn.client() as flow:
         existing = {r.name: r.id.id for r in flow.list_rules(limit=1000).items}
+        undo: list[tuple[dict[str, str], Callable[[], None]]] = []
         for r in good:
             try:
                 if r.name in existing and overwrite:
+                    rid = existing[r.name]
+                    old = flow.get_rule(rid)
                     flow.update_rule(
-                        existing[r.name],
-                        description=r.description,
-                        rule_definition_json=r.definition_json,
+                        rid, description=r.description, rule_definition_json=r.definition_json
                     )
-                    results.append({"name": r.name, "id": existing[r.name], "result": "updated"})
+                    row = {"name": r.name, "id": rid, "result": "updated"}
+                    undo.append((row, _restore(flow, old)))
                 elif r.name in existing:
-                    results.append(
-                        {
-                            "name": r.name,
-                            "id": existing[r.name],
-                            "result": "exists (use --overwrite)",
-                        }
-                    )
+                    row = {
+                        "name": r.name,
+                        "id": existing[r.name],
+                        "result": "exists (use --overwrite)",
+                    }
                 else:
-                    results.append(
-                        {"name": r.name, "id": _create_one(flow, r), "result": "created"}
-                    )
+                    rid = _create_one(flow, r)
+                    row = {"name": r.name, "id": rid, "result": "created"}
+                    undo.append((row, functools.partial(flow.delete_rule, rid)))
+                results.append(row)
             except FlowError as err:
                 failed = True
                 results.append({"name": r.name, "id": "", "result": f"error: {err.describe()}"})
+                break
+        if failed:
+            for row, revert in reversed(undo):
+                try:
+                    revert()
+                    row["result"] += ", rolled back"
+                except FlowError as err:
+                    row["result"] += f", roll back failed: {err.describe()}"
     emit(
         results,
         conn.output,
@@ -90,6 +105,15 @@ def _batch(conn: Connection, path: Path, dry_run: bool, overwrite: bool) -> None
     )
     if failed:
         sys.exit(EXIT_SERVER)
+
+
+def _restore(flow: FlowClient, old: pb.OperationRule) -> Callable[[], None]:
+    return functools.partial(
+        flow.update_rule,
+        old.id.id,
+        description=old.description,
+        rule_definition_json=old.rule_definition_json,
+    )
 
 
 @rule.command("create")

@@ -14,6 +14,11 @@ from nicoflow import __version__
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "crds": ("crds", "crds", "Render the CRD YAML from the Python models."),
     "db": ("db", "db", "Database schema migrations."),
+    "import-original": (
+        "import_original",
+        "import_original",
+        "Take over a site from the original service's database.",
+    ),
     "dev": ("dev", "dev", "Run the local development stack (apiserver, etcd, PostgreSQL)."),
     "simulator": ("simulator", "simulator", "Run the NICo Core simulator."),
     "operator": ("operator", "operator", "Run the operator (kopf)."),

@@ -158,5 +158,7 @@ def summary_status(
 
 
 async def forget(sessions: async_sessionmaker[AsyncSession], name: str) -> None:
+    """The Rack object is gone: its rows are soft-deleted, as the original's
+    DeleteRack did, so PurgeRack still finds them."""
     async with sessions() as session, session.begin():
-        await inventory_mirror.delete_rack(session, name)
+        await inventory_mirror.soft_delete_rack(session, name)

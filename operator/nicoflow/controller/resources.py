@@ -2,11 +2,14 @@
 (shared with the API server) and re-exported here for the controller modules."""
 
 from nicoflow.kube.resources import (
+    ANNOTATION_RESUMED_AT,
+    ANNOTATION_SCHEDULED_TIME,
     FINALIZER,
     GROUP,
     LABEL_LEAK_RESPONSE,
     LABEL_OPERATION,
     LABEL_RACK,
+    LABEL_SCHEDULE,
     LABEL_TASKSPEC,
     RACKS,
     RULES,
@@ -18,11 +21,14 @@ from nicoflow.kube.resources import (
 )
 
 __all__ = [
+    "ANNOTATION_RESUMED_AT",
+    "ANNOTATION_SCHEDULED_TIME",
     "FINALIZER",
     "GROUP",
     "LABEL_LEAK_RESPONSE",
     "LABEL_OPERATION",
     "LABEL_RACK",
+    "LABEL_SCHEDULE",
     "LABEL_TASKSPEC",
     "RACKS",
     "RULES",

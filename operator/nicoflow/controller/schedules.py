@@ -8,7 +8,14 @@ status. Every TaskSpec name is derived from the schedule and the scheduled time
 (or the trigger token), so a firing repeated after an operator restart hits
 AlreadyExists instead of running the operation twice. Before creating
 anything, the schedule and its TaskSpecs are read fresh from the apiserver:
-the cache only decides whether there may be something to do."""
+the cache only decides whether there may be something to do.
+
+Resuming never runs what was missed: scheduled times that passed while the
+schedule was suspended are recorded as skipped, and the next run is the first
+scheduled time after the resume (known from the API's `resumed-at`
+annotation, or from the Suspended condition this controller wrote). Overlap
+policy Skip is per rack: a firing leaves out (`targets.excludeRacks`) only
+the racks whose Task from an earlier firing is unfinished."""
 
 from __future__ import annotations
 
@@ -27,9 +34,18 @@ import httpx
 from nicoflow.api.task_schedule import OverlapPolicy
 from nicoflow.api.task_spec import TaskSpecPhase
 from nicoflow.controller import events
-from nicoflow.controller.resources import GROUP, SCHEDULES, TASKSPECS
+from nicoflow.controller.resources import (
+    ANNOTATION_RESUMED_AT,
+    ANNOTATION_SCHEDULED_TIME,
+    GROUP,
+    LABEL_SCHEDULE,
+    LABEL_TASKSPEC,
+    SCHEDULES,
+    TASKS,
+    TASKSPECS,
+)
 from nicoflow.domain import schedules as timing
-from nicoflow.domain.types import ConflictStrategy
+from nicoflow.domain.types import ConflictStrategy, TaskPhase
 from nicoflow.kube.client import ApiError, Conflict, KubeClient, NotFound, Resource
 
 log = logging.getLogger(__name__)
@@ -37,8 +53,6 @@ log = logging.getLogger(__name__)
 Json = dict[str, Any]
 Key = tuple[str, str]
 
-LABEL_SCHEDULE = f"{GROUP}/schedule"
-ANNOTATION_SCHEDULED_TIME = f"{GROUP}/scheduled-time"
 ANNOTATION_TRIGGER_NOW = f"{GROUP}/trigger-now"
 ANNOTATION_TRIGGER_TOKEN = f"{GROUP}/trigger-token"
 
@@ -49,6 +63,7 @@ WAKE_DEBOUNCE = 0.2
 MAX_ACTIVE = 32
 DESCRIPTION_MAX = 1024
 LIST_RETRIES = (0.2, 0.5, 1.0, 2.0, 4.0)
+LISTED_RACKS = 5
 
 
 def _now() -> datetime:
@@ -89,6 +104,12 @@ def _owner_name(taskspec: Json) -> str | None:
     return None
 
 
+def _condition_true(status: Json, ctype: str) -> bool:
+    return any(
+        c.get("type") == ctype and c.get("status") == "True" for c in status.get("conditions") or []
+    )
+
+
 def _owned_by(taskspec: Json, schedule: Json) -> bool:
     uid = schedule["metadata"].get("uid")
     return any(
@@ -107,6 +128,9 @@ class _Outcome:
     skip_reason: str = ""
     skip_message: str = ""
     trigger_token: str | None = None
+    triggered: datetime | None = None
+    # racks a firing left out because their previous Task is unfinished
+    racks_skipped: list[str] = field(default_factory=list)
 
 
 class ScheduleController:
@@ -265,6 +289,9 @@ class ScheduleController:
             await events.post(
                 self.kube, body, "Normal", "Triggered", f"created TaskSpec {ts['metadata']['name']}"
             )
+            await self.kube.patch_status(
+                SCHEDULES, name, {"lastTriggerTime": timing.format_timestamp(now)}, namespace
+            )
             self._wake.set()
             return [ts["metadata"]["name"]]
 
@@ -327,6 +354,7 @@ class ScheduleController:
             if ts is not None:
                 owned[ts["metadata"]["name"]] = ts
                 outcome.created.append(ts["metadata"]["name"])
+                outcome.triggered = now
                 await events.post(
                     self.kube,
                     body,
@@ -336,10 +364,10 @@ class ScheduleController:
                 )
             outcome.trigger_token = token
 
-        if schedule is not None and not spec.get("suspend"):
-            decision = timing.due(
-                schedule, self._cursor(status), now, spec.get("startingDeadlineSeconds")
-            )
+        consumed = self._consumed_by_trigger(schedule, status, outcome)
+        if schedule is not None and not spec.get("suspend") and not consumed:
+            cursor = await self._skip_while_suspended(body, schedule, outcome, now)
+            decision = timing.due(schedule, cursor, now, spec.get("startingDeadlineSeconds"))
             await self._fire_or_skip(key, body, decision, owned, outcome, now)
 
         for name in self._to_prune(owned, spec, exclude=set(outcome.created)):
@@ -350,7 +378,7 @@ class ScheduleController:
         self.taskspecs[key] = owned
 
         next_time = None
-        if schedule is not None and not spec.get("suspend"):
+        if schedule is not None and not spec.get("suspend") and not consumed:
             next_time = timing.next_after(schedule, now)
         if next_time is not None:
             self._next[key] = next_time
@@ -363,6 +391,90 @@ class ScheduleController:
             updated.setdefault("kind", SCHEDULES.kind)
             self.schedules[key] = updated
         return outcome.created
+
+    @staticmethod
+    def _consumed_by_trigger(
+        schedule: timing.Schedule | None, status: Json, outcome: _Outcome
+    ) -> bool:
+        """A one-time schedule that was triggered by hand has run: its own time
+        does not fire again (as the original consumed it on trigger)."""
+        return isinstance(schedule, timing.OneTimeSchedule) and bool(
+            status.get("lastTriggerTime") or outcome.triggered
+        )
+
+    def _resumed_at(self, body: Json, now: datetime) -> datetime | None:
+        """When the schedule was last resumed, if that matters still: the API's
+        annotation, or now when this controller saw it suspended last time."""
+        times = []
+        stamp = (body["metadata"].get("annotations") or {}).get(ANNOTATION_RESUMED_AT)
+        if stamp:
+            try:
+                times.append(timing.parse_timestamp(stamp))
+            except ValueError:
+                log.warning("schedule %s: ignoring unreadable %s", _key(body), stamp)
+        if _condition_true(body.get("status") or {}, "Suspended"):
+            times.append(now)
+        return min(max(times), now) if times else None
+
+    async def _skip_while_suspended(
+        self, body: Json, schedule: timing.Schedule, outcome: _Outcome, now: datetime
+    ) -> datetime | None:
+        """The cursor to evaluate from: scheduled times up to the last resume
+        are recorded as skipped, never fired late."""
+        cursor = self._cursor(body.get("status") or {})
+        resumed = self._resumed_at(body, now)
+        if resumed is None:
+            return cursor
+        passed = timing.due(schedule, cursor, resumed)
+        if passed.handled is None:
+            return cursor
+        count = passed.missed_count + (1 if passed.fire is not None else 0)
+        more = "or more " if passed.missed_more else ""
+        outcome.skipped = passed.handled
+        outcome.skip_reason = "Suspended"
+        outcome.skip_message = (
+            f"scheduled time {timing.format_timestamp(passed.handled)} passed while the "
+            f"schedule was suspended ({count} {more}scheduled times in all); resuming runs "
+            "none of them, the next run is the first scheduled time after the resume"
+        )
+        await events.post(self.kube, body, "Normal", "MissedWhileSuspended", outcome.skip_message)
+        return passed.handled
+
+    async def _busy_racks(self, namespace: str, taskspecs: list[Json]) -> tuple[set[str], str]:
+        """Racks with an unfinished Task of these TaskSpecs; and the name of one
+        that has not resolved its racks yet ("" when all have)."""
+        busy: set[str] = set()
+        for ts in taskspecs:
+            if (ts.get("status") or {}).get("racks") is None:
+                return busy, ts["metadata"]["name"]
+            selector = f"{LABEL_TASKSPEC}={ts['metadata']['name']}"
+            for task in await self._list(TASKS, namespace, label_selector=selector):
+                phase = (task.get("status") or {}).get("phase") or TaskPhase.PENDING.value
+                try:
+                    finished = TaskPhase(phase).finished
+                except ValueError:
+                    finished = False
+                if not finished:
+                    busy.add(str((task.get("spec") or {}).get("rack") or ""))
+        busy.discard("")
+        return busy, ""
+
+    @staticmethod
+    def _known_racks(body: Json, owned: dict[str, Json]) -> set[str] | None:
+        """The racks a firing can reach, when they can be told without the
+        inventory: named racks plus those earlier firings ran on (None when a
+        selector or NVL domain may reach others)."""
+        targets = ((body.get("spec") or {}).get("taskSpecTemplate") or {}).get("spec", {}).get(
+            "targets"
+        ) or {}
+        if targets.get("rackSelector") is not None or targets.get("nvlDomains"):
+            return None
+        known = set(targets.get("racks") or ())
+        for ts in owned.values():
+            for entry in (ts.get("status") or {}).get("tasks") or []:
+                known.add(str(entry.get("rack") or ""))
+        known.discard("")
+        return known
 
     async def _fire_or_skip(
         self,
@@ -401,38 +513,58 @@ class ScheduleController:
             outcome.fired = decision.fire
             return
         running = sorted(n for n, ts in owned.items() if not _finished(ts))
+        busy: set[str] = set()
         if spec.get("overlapPolicy", OverlapPolicy.SKIP) == OverlapPolicy.SKIP and running:
-            outcome.skipped = decision.fire
-            outcome.skip_reason = "PreviousUnfinished"
-            outcome.skip_message = (
-                f"skipped scheduled time {timing.format_timestamp(decision.fire)}: "
-                f"TaskSpec {running[0]} is unfinished (overlapPolicy Skip)"
-            )
-            await events.post(self.kube, body, "Normal", "Skipped", outcome.skip_message)
-            return
-        ts = await self._create(body, name, decision.fire, None)
+            busy, unresolved = await self._busy_racks(key[0], [owned[n] for n in running])
+            known = self._known_racks(body, owned)
+            when = timing.format_timestamp(decision.fire)
+            # skip the whole firing only when every rack it can reach is known busy
+            if unresolved or (known and known <= busy):
+                outcome.skipped = decision.fire
+                outcome.skip_reason = "PreviousUnfinished"
+                outcome.skip_message = (
+                    f"skipped scheduled time {when}: TaskSpec {unresolved} has not resolved "
+                    "its racks yet (overlapPolicy Skip)"
+                    if unresolved
+                    else f"skipped scheduled time {when}: every rack still runs a Task of an "
+                    f"earlier firing ({_listed(busy)}; overlapPolicy Skip)"
+                )
+                await events.post(self.kube, body, "Normal", "Skipped", outcome.skip_message)
+                return
+        ts = await self._create(body, name, decision.fire, None, exclude=busy)
         if ts is None:
             return
         owned[name] = ts
         outcome.fired = decision.fire
         outcome.created.append(name)
+        outcome.racks_skipped = sorted(busy)
+        note = (
+            f", leaving out racks still running an earlier firing's Task: {_listed(busy)}"
+            if busy
+            else ""
+        )
         await events.post(
             self.kube,
             body,
             "Normal",
             "Fired",
-            f"created TaskSpec {name} for {timing.format_timestamp(decision.fire)}",
+            f"created TaskSpec {name} for {timing.format_timestamp(decision.fire)}{note}",
         )
 
     async def _create(
-        self, schedule: Json, name: str, scheduled: datetime, token: str | None
+        self,
+        schedule: Json,
+        name: str,
+        scheduled: datetime,
+        token: str | None,
+        exclude: set[str] | None = None,
     ) -> Json | None:
         """Create the TaskSpec; an existing one of this schedule means it was
         created before (restart) and is returned as is."""
         namespace = schedule["metadata"]["namespace"]
         try:
             return await self.kube.create(
-                TASKSPECS, _taskspec(schedule, name, scheduled, token), namespace
+                TASKSPECS, _taskspec(schedule, name, scheduled, token, exclude), namespace
             )
         except Conflict:
             existing = await self.kube.get(TASKSPECS, name, namespace)
@@ -491,6 +623,9 @@ class ScheduleController:
         skipped = prev.get("lastSkippedTime")
         if outcome.skipped is not None:
             skipped = _max_stamp(skipped, timing.format_timestamp(outcome.skipped))
+        triggered = prev.get("lastTriggerTime")
+        if outcome.triggered is not None:
+            triggered = _max_stamp(triggered, timing.format_timestamp(outcome.triggered))
         successful = prev.get("lastSuccessfulTime")
         for ts in owned.values():
             if _phase(ts) == TaskSpecPhase.COMPLETE:
@@ -527,12 +662,16 @@ class ScheduleController:
             consumed = [t for t in (last, skipped) if t and _time(t) == schedule.at]
             if consumed and last == consumed[0]:
                 conditions.append(cond("Completed", True, "Fired", "the one-time schedule fired"))
+            elif triggered:
+                conditions.append(
+                    cond("Completed", True, "Triggered", "a manual trigger ran the schedule")
+                )
             elif consumed:
                 conditions.append(
                     cond("Completed", True, "NotFired", "the one-time time passed without firing")
                 )
         if outcome.skipped is not None:
-            ctype = "Missed" if outcome.skip_reason == "StartingDeadlineExceeded" else "Skipped"
+            ctype = "Skipped" if outcome.skip_reason == "PreviousUnfinished" else "Missed"
             conditions = [c for c in conditions if c["type"] != ctype]
             conditions.append(cond(ctype, True, outcome.skip_reason, outcome.skip_message))
         if outcome.fired is not None:
@@ -548,6 +687,17 @@ class ScheduleController:
                             f"fired at {timing.format_timestamp(outcome.fired)}",
                         )
                     )
+            if outcome.racks_skipped:
+                conditions = [c for c in conditions if c["type"] != "Skipped"]
+                conditions.append(
+                    cond(
+                        "Skipped",
+                        True,
+                        "RacksStillBusy",
+                        f"fired at {timing.format_timestamp(outcome.fired)} without "
+                        f"{_listed(set(outcome.racks_skipped))}: their earlier Task is unfinished",
+                    )
+                )
         return {
             "observedGeneration": generation,
             "lastScheduleTime": last,
@@ -555,12 +705,21 @@ class ScheduleController:
             "nextScheduleTime": timing.format_timestamp(next_time) if next_time else None,
             "lastSuccessfulTime": successful,
             "lastTriggerToken": outcome.trigger_token or prev.get("lastTriggerToken"),
+            "lastTriggerTime": triggered,
             "active": active or None,
             "conditions": sorted(conditions, key=lambda c: str(c["type"])),
         }
 
 
-def _taskspec(schedule: Json, name: str, scheduled: datetime, token: str | None) -> Json:
+def _listed(racks: set[str]) -> str:
+    names = sorted(racks)
+    more = f" and {len(names) - LISTED_RACKS} more" if len(names) > LISTED_RACKS else ""
+    return ", ".join(names[:LISTED_RACKS]) + more
+
+
+def _taskspec(
+    schedule: Json, name: str, scheduled: datetime, token: str | None, exclude: set[str] | None
+) -> Json:
     meta, spec = schedule["metadata"], schedule["spec"]
     template = spec["taskSpecTemplate"]
     tmeta = template.get("metadata") or {}
@@ -571,6 +730,9 @@ def _taskspec(schedule: Json, name: str, scheduled: datetime, token: str | None)
     if token is not None:
         annotations[ANNOTATION_TRIGGER_TOKEN] = token[:256]
     body_spec = copy.deepcopy(template["spec"])
+    if exclude:
+        targets = body_spec.setdefault("targets", {})
+        targets["excludeRacks"] = sorted(set(targets.get("excludeRacks") or ()) | exclude)
     # the overlap policy decides how the TaskSpec's Tasks meet a conflicting run
     queue = spec.get("overlapPolicy") == OverlapPolicy.QUEUE
     body_spec["conflictStrategy"] = (

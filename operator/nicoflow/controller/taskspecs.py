@@ -33,7 +33,12 @@ from nicoflow.domain.targets import (
     resolve_targets,
     unaddressable_reason,
 )
-from nicoflow.domain.types import ComponentType, OperationCode, TaskPhase
+from nicoflow.domain.types import (
+    DEFAULT_MAX_UNTHROTTLED_RACKS,
+    ComponentType,
+    OperationCode,
+    TaskPhase,
+)
 from nicoflow.kube.client import ApiError, Conflict, KubeClient, NotFound
 
 # a resolution this large leaves enough freed memory behind to hand it back
@@ -52,9 +57,6 @@ FLUSH_SECONDS = 0.5
 # before the TaskSpec proceeds without them.
 RESOLVE_GRACE = timedelta(seconds=30)
 RESOLVE_RETRY = 2.0
-# A disruptive operation on more racks than this needs maxParallelRacks set
-# (operator flag --max-unthrottled-racks; 0 = no such limit).
-DEFAULT_MAX_UNTHROTTLED_RACKS = 20
 
 
 def _now() -> datetime:
@@ -280,6 +282,8 @@ class TaskSpecController:
             "conflictStrategy": spec.conflict_strategy.value,
             "queueTimeoutSeconds": spec.queue_timeout_seconds,
         }
+        if spec.description:  # the v1 API shows it for the Task, also once archived
+            task_spec["description"] = spec.description
         if spec.options is not None:
             task_spec["options"] = spec.options.to_k8s()
         return {

@@ -57,13 +57,34 @@ def format_duration(seconds: float) -> str:
     return text + (f"{secs}s" if secs or not text else "")
 
 
+NANOSECONDS = 1e9
+
+
 def _coerce(value: object) -> object:
-    # The original accepted plain numbers (seconds) where a duration was expected.
+    # The original's rule JSON carries Go time.Duration values, which JSON writes
+    # as integer nanoseconds (its CLI sends a Sleep of 10s as 10000000000).
     if isinstance(value, bool):
         return value
     if isinstance(value, int | float):
-        return format_duration(float(value))
+        if value < 0:
+            raise ValueError(f"duration {value} is negative; durations are 0 or more")
+        return format_duration(float(value) / NANOSECONDS)
     return value
+
+
+def zero_is_unset(value: object) -> object:
+    """None for a zero duration: the original writes an unset timeout or poll
+    interval as Go's zero value ("0s", or 0), meaning "use the default"."""
+    if value is None or isinstance(value, bool):
+        return value
+    coerced = _coerce(value)
+    if isinstance(coerced, str):
+        try:
+            if parse_duration(coerced) == 0:
+                return None
+        except ValueError:
+            return value  # the field's own validation says what is wrong
+    return coerced
 
 
 def _check(value: str) -> str:
@@ -84,4 +105,8 @@ Duration = Annotated[
         }
     ),
 ]
-"""A duration kept as its text; validated on input, rendered with a pattern in CRDs."""
+"""A duration kept as its text; validated on input, rendered with a pattern in CRDs.
+A number is Go's JSON form of a duration: nanoseconds."""
+
+OptionalDuration = Annotated[Duration | None, BeforeValidator(zero_is_unset)]
+"""A duration where zero means unset (the default applies), as in the original."""

@@ -27,7 +27,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
-from nicoflow.domain.durations import Duration, parse_duration
+from nicoflow.domain.durations import Duration, OptionalDuration, parse_duration, zero_is_unset
 from nicoflow.domain.types import ComponentType, OperationCode, OperationType
 
 RULE_VERSION = "v1"
@@ -170,7 +170,7 @@ class ActionParameters(_RuleModel):
         description="PowerControl: the power operation to send. Without it the step sends the "
         "Task's own operation, which only a power operation rule can do.",
     )
-    force_after: Duration | None = Field(
+    force_after: OptionalDuration = Field(
         None,
         description="PowerControl with power_off: graceful→forced escalation. When the "
         "components are not off this long after the graceful shutdown, send force_power_off "
@@ -190,7 +190,7 @@ class ActionParameters(_RuleModel):
         description="VerifyReachability: every targeted component must answer, not just the "
         "status call succeed.",
     )
-    poll_timeout: Duration | None = Field(
+    poll_timeout: OptionalDuration = Field(
         None,
         description="FirmwareControl: how long to wait for the update (same as the action's "
         "timeout; kept for rules written for the original service).",
@@ -201,10 +201,10 @@ class ActionConfig(_RuleModel):
     """One action of a step."""
 
     name: ActionNameField = Field(description="The action to run.")
-    timeout: Duration | None = Field(
+    timeout: OptionalDuration = Field(
         None, description="How long the action may take; each action has its own default."
     )
-    poll_interval: Duration | None = Field(
+    poll_interval: OptionalDuration = Field(
         None, description="Polling actions: time between status checks."
     )
     parameters: ActionParameters | None = None
@@ -279,11 +279,18 @@ def action_problems(action: ActionConfig) -> list[str]:
     return problems
 
 
+def _default_interval(value: object) -> object:
+    # the original's engine used 1s for an initial interval of 0 ("0s")
+    return "1s" if zero_is_unset(value) is None else value
+
+
 class RetryPolicy(_RuleModel):
     """How a failed action of the step is retried; the delay grows by the coefficient."""
 
     max_attempts: int = Field(3, ge=1, le=20, description="Attempts in total, the first included.")
-    initial_interval: Duration = Field("1s", description="Delay before the second attempt.")
+    initial_interval: Annotated[Duration, BeforeValidator(_default_interval)] = Field(
+        "1s", description="Delay before the second attempt; 0 means the default, 1s."
+    )
     backoff_coefficient: float = Field(
         2.0, ge=1.0, le=10.0, description="Factor applied to the delay after each attempt."
     )
@@ -318,7 +325,7 @@ class RuleStep(_RuleModel):
         le=1024,
         description="Components commanded at once; 0 = all together, 1 = one by one.",
     )
-    timeout: Duration | None = Field(
+    timeout: OptionalDuration = Field(
         None, description=f"Budget of one attempt of the step (default {DEFAULT_STEP_TIMEOUT})."
     )
     retry: RetryPolicy | None = Field(None, description="Default: 3 attempts, 1s, x2, up to 1m.")
@@ -331,7 +338,7 @@ class RuleStep(_RuleModel):
         max_length=MAX_ACTIONS_PER_PART,
         description="Actions run after the main action, typically verifications.",
     )
-    delay_after: Duration | None = Field(
+    delay_after: OptionalDuration = Field(
         None, description="Deprecated: sleep after the step; prefer a Sleep post action."
     )
 

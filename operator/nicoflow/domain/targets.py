@@ -6,9 +6,10 @@ camelCase mapping) or as the API model, which this layer turns into that form
 without importing it.
 
 Rack targets (names, a label selector, NVL domains) select whole racks, then
-`componentTypes` narrows them. Component targets name single components by
-inventory id, Core id (+ type), serial number, or name within a rack; the type,
-when given, must agree. Everything is united. Problems with what a user wrote
+`componentTypes` narrows them; `excludeRacks` leaves racks out whatever
+selected them. Component targets name single components by inventory id,
+Core id (+ type), serial number, or name within a rack; the type, when
+given, must agree. Everything is united. Problems with what a user wrote
 are collected as errors, never raised, so a TaskSpec can report all of them at
 once and still run on the racks that did resolve."""
 
@@ -374,6 +375,10 @@ def resolve_targets(
             continue
         rack_name, comp = result
         chosen.setdefault(rack_name, {})[comp.id] = comp
+
+    # racks left out on purpose (a schedule skipping racks still busy from its last run)
+    for name in _as_list(_pick(spec, "excludeRacks", "exclude_racks")):
+        chosen.pop(name, None)
 
     for name in sorted(chosen):
         if chosen[name]:

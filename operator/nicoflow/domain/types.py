@@ -85,6 +85,9 @@ class OperationCode(StrEnum):
 
 
 _GENTLE = frozenset({OperationCode.POWER_ON, OperationCode.FORCE_POWER_ON, OperationCode.INGEST})
+# A disruptive operation on more racks than this needs maxParallelRacks (the
+# operator's --max-unthrottled-racks); the API runs larger ones this many at a time.
+DEFAULT_MAX_UNTHROTTLED_RACKS = 20
 
 OPERATION_TYPE_OF: dict[OperationCode, OperationType] = {
     **dict.fromkeys(

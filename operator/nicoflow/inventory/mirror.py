@@ -17,7 +17,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -340,13 +340,22 @@ async def _check_bmcs(
         return
     rows = (
         await session.execute(
-            select(BMC.mac_address, Component.id, Component.name, Component.rack_id)
+            select(
+                BMC.mac_address,
+                Component.id,
+                Component.name,
+                Component.rack_id,
+                Component.deleted_at,
+            )
             .join(Component, BMC.component_id == Component.id)
             .where(BMC.mac_address.in_(list(macs)))
         )
     ).all()
-    for mac, comp_id, comp_name, comp_rack in rows:
+    for mac, comp_id, comp_name, comp_rack, deleted in rows:
         if comp_id in ours:
+            continue
+        if deleted is not None:  # a deleted component gives its BMC up
+            await session.execute(delete(BMC).where(BMC.mac_address == mac))
             continue
         names = await _rack_names(session, [comp_rack])
         raise MirrorConflict(
@@ -356,12 +365,14 @@ async def _check_bmcs(
         )
 
 
-def _component_values(w: _Wanted, rack_id: uuid.UUID) -> dict[str, Any]:
+def _component_values(w: _Wanted, rack_id: uuid.UUID, ordinal: int) -> dict[str, Any]:
     spec = w.spec
     pos = spec.position
     return {
         "rack_id": rack_id,
         "name": spec.name,
+        "display_name": spec.display_name,
+        "ordinal": ordinal,
         "type": spec.type,
         "model": spec.model,
         "firmware_version": spec.firmware_version,
@@ -376,6 +387,7 @@ def _component_values(w: _Wanted, rack_id: uuid.UUID) -> dict[str, Any]:
 def _rack_values(src: _Source, nvl_domain_id: uuid.UUID | None) -> dict[str, Any]:
     ident, loc = src.spec.identity, src.spec.location
     return {
+        "display_name": ident.display_name,
         "manufacturer": ident.manufacturer,
         "serial_number": ident.serial_number,
         "model": ident.model,
@@ -449,11 +461,18 @@ async def upsert_rack(session: AsyncSession, body: Mapping[str, Any]) -> MirrorR
     comps_deleted = bmcs_deleted = 0
 
     # Phase 1, removals, flushed before anything is added: a MAC or Core id freed
-    # here may be taken by another component of this rack below.
+    # here may be taken by another component of this rack below. A component
+    # taken out of the spec is soft-deleted, as the original did: it leaves the
+    # rack and gives up its BMCs and Core id, and PurgeComponent removes it.
+    now = datetime.now(UTC)
     for key, comp in list(current.items()):
         if key not in wanted_keys:
             bmcs_deleted += len(comp.bmcs)
-            await session.delete(comp)
+            comp.bmcs.clear()  # delete-orphan removes the rows
+            comp.external_id = None
+            comp.rack_id = None
+            if comp.deleted_at is None:
+                comp.deleted_at = now
             del current[key]
             comps_deleted += 1
     by_key = {w.key: w for w in wanted}
@@ -470,8 +489,8 @@ async def upsert_rack(session: AsyncSession, body: Mapping[str, Any]) -> MirrorR
 
     # Phase 2: updates and inserts.
     comps_created = comps_updated = bmcs_created = bmcs_updated = 0
-    for w in wanted:
-        vals = _component_values(w, rack_id)
+    for ordinal, w in enumerate(wanted):
+        vals = _component_values(w, rack_id, ordinal)
         found = current.get(w.key)
         if found is None:
             comp = Component(id=uuid.uuid4(), manufacturer=w.key[0], serial_number=w.key[1])
@@ -524,6 +543,25 @@ async def _purge(session: AsyncSession, rack_id: uuid.UUID) -> None:
     # BMCs and drift rows go with their components (ON DELETE CASCADE).
     await session.execute(delete(Component).where(Component.rack_id == rack_id))
     await session.execute(delete(Rack).where(Rack.id == rack_id))
+
+
+async def soft_delete_rack(session: AsyncSession, name: str) -> bool:
+    """Mark the rack and its components deleted (the original's DeleteRack): reads
+    no longer return them, their rows stay until PurgeRack. False when unknown
+    or already deleted."""
+    await _lock_rack_name(session, name)
+    row = await session.scalar(select(Rack).where(Rack.name == name).with_for_update())
+    if row is None or row.deleted_at is not None:
+        return False
+    now = datetime.now(UTC)
+    row.deleted_at = now
+    await session.execute(
+        update(Component)
+        .where(Component.rack_id == row.id, Component.deleted_at.is_(None))
+        .values(deleted_at=now)
+    )
+    await session.flush()
+    return True
 
 
 async def delete_rack(session: AsyncSession, name: str) -> bool:

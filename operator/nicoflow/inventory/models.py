@@ -162,7 +162,10 @@ class NVLDomain(Base):
     __tablename__ = "nvl_domain"
 
     id: Mapped[uuid.UUID] = _uuid_pk()
+    # the name in Rack specs (a DNS label); display_name: the v1 client's name
+    # when that was not one
     name: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
+    display_name: Mapped[str | None] = mapped_column(Text, unique=True)
     created_at: Mapped[datetime] = _created_at()
     deleted_at: Mapped[datetime | None] = _deleted_at()
 
@@ -172,7 +175,8 @@ class NVLDomain(Base):
 class Rack(Base):
     """One expected rack, mirrored from its Rack object.
 
-    `name` is the Rack object's name. Unique constraints include soft-deleted
+    `name` is the Rack object's name; `display_name` the v1 client's name when
+    that is not a valid object name. Unique constraints include soft-deleted
     rows on purpose: a tombstone keeps its identity until it is purged."""
 
     __tablename__ = "rack"
@@ -189,6 +193,7 @@ class Rack(Base):
 
     id: Mapped[uuid.UUID] = _uuid_pk()
     name: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
+    display_name: Mapped[str | None] = mapped_column(Text, unique=True)
     manufacturer: Mapped[str] = mapped_column(Text, nullable=False)
     serial_number: Mapped[str] = mapped_column(Text, nullable=False)
     model: Mapped[str | None] = mapped_column(Text)
@@ -247,6 +252,10 @@ class Component(Base):
         ForeignKey("rack.id", ondelete="SET NULL"), index=True
     )
     name: Mapped[str] = mapped_column(Text, nullable=False, default="", server_default="")
+    # the v1 client's name when it is not the (DNS label) name in the Rack spec
+    display_name: Mapped[str | None] = mapped_column(Text)
+    # place in the rack's component list: reads keep the order it was given in
+    ordinal: Mapped[int | None] = mapped_column(Integer)
     type: Mapped[ComponentType] = mapped_column(_enum(ComponentType, "type"), nullable=False)
     manufacturer: Mapped[str] = mapped_column(Text, nullable=False)
     model: Mapped[str | None] = mapped_column(Text)

@@ -350,6 +350,7 @@ async def _task_record(session: AsyncSession, body: Mapping[str, Any]) -> dict[s
         "operation_code": spec.get("operation"),
         "phase": status.get("phase") or TaskPhase.PENDING.value,
         "message": status.get("message") or None,
+        "description": spec.get("description") or None,
         "components": components,
         "applied_rule": rule,
         "report": report,

@@ -25,6 +25,11 @@ LABEL_OPERATION = f"{GROUP}/operation"
 LABEL_TASKSPEC = f"{GROUP}/taskspec"
 # a TaskSpec (and its Tasks) answering a coolant leak: pre-empts, never waits
 LABEL_LEAK_RESPONSE = f"{GROUP}/leak-response"
+# TaskSchedules: the label on the TaskSpecs a schedule creates, and when each
+# was due; the API's ResumeTaskSchedule marks when firing may start again.
+LABEL_SCHEDULE = f"{GROUP}/schedule"
+ANNOTATION_SCHEDULED_TIME = f"{GROUP}/scheduled-time"
+ANNOTATION_RESUMED_AT = f"{GROUP}/resumed-at"
 FINALIZER = f"{GROUP}/inventory"
 
 _INVALID = re.compile(r"[^a-z0-9-]+")

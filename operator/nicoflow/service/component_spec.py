@@ -9,23 +9,22 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from nicoflow._proto.flow.v1 import flow_pb2 as pb
+from nicoflow.domain import names
 from nicoflow.domain.types import ComponentType
 from nicoflow.inventory.models import Component
 from nicoflow.service.errors import InvalidArgument
-from nicoflow.service.rack_body import ANNOTATION_COMPONENT_IDS, MAX_NAME, rack_request
+from nicoflow.service.rack_body import ANNOTATION_COMPONENT_IDS, rack_request
 from nicoflow.service.validation import parse_uuid, parse_uuid_text
 
 Key = tuple[str, str]  # (manufacturer, serial number): the inventory's unique key
 
 _PROBE_PATH = "rack.components[0]"
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
 class Op:
@@ -62,10 +61,6 @@ def merge_patch(old: Any, new: Any) -> Any:
 def entry_key(entry: Mapping[str, Any], rack_maker: str) -> Key:
     """The inventory key of a spec entry: its own manufacturer, else the rack's."""
     return (str(entry.get("manufacturer") or rack_maker), str(entry["serialNumber"]))
-
-
-def is_name(text: str) -> bool:
-    return len(text) <= MAX_NAME and bool(_DNS_LABEL.match(text))
 
 
 def free_name(ctype: ComponentType, taken: Iterable[str]) -> str:
@@ -143,7 +138,8 @@ def new_component(
 ) -> NewComponent:
     """A component for a rack (rack_maker given) or for no rack.
 
-    An empty name becomes the first free `<type>-NN`; a taken one is refused."""
+    An empty name becomes the first free `<type>-NN`; a name already used in
+    the rack gets an object name of its own (the name stays what is shown)."""
     if rack_maker is None and not comp.info.manufacturer:
         raise InvalidArgument(
             f"{where}.info.manufacturer is required for a component that is in no rack"
@@ -151,11 +147,7 @@ def new_component(
     entry, ids = _probe(comp, rack_maker or comp.info.manufacturer, where)
     used = set(taken)
     if comp.info.name:
-        if comp.info.name in used:
-            raise InvalidArgument(
-                f"{where}.info.name {comp.info.name!r} is already used in the rack; names are "
-                "unique within a rack (leave it empty to get a free one)"
-            )
+        set_names(entry, comp.info.name, ids.serial, used)
     else:
         entry["name"] = free_name(ids.type, used)
     return NewComponent(
@@ -165,6 +157,18 @@ def new_component(
         type=ids.type,
         description=ids.description,
     )
+
+
+def set_names(entry: dict[str, Any], shown: str, serial: str, taken: Iterable[str]) -> None:
+    """The entry's object name for the name `shown`, free in the rack, and
+    its displayName when the two differ."""
+    [obj] = names.component_names([(shown, serial)], taken)
+    entry["name"] = obj
+    display = names.display_name(shown, obj)
+    if display is None:
+        entry.pop("displayName", None)
+    else:
+        entry["displayName"] = display
 
 
 def bmc_entries(bmcs: Iterable[pb.BMCInfo], where: str) -> list[dict[str, Any]]:
@@ -223,6 +227,8 @@ def entry_from_row(row: Component, name: str) -> dict[str, Any]:
         "manufacturer": row.manufacturer,
         "serialNumber": row.serial_number,
     }
+    if row.display_name:
+        entry["displayName"] = row.display_name
     if row.model:
         entry["model"] = row.model
     if row.firmware_version:

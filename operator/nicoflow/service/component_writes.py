@@ -34,9 +34,9 @@ from nicoflow.service.component_spec import (
     component_patch,
     entry_from_row,
     free_name,
-    is_name,
     new_component,
     patched_entry,
+    set_names,
 )
 from nicoflow.service.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from nicoflow.service.inventory_views import component_message
@@ -151,6 +151,7 @@ def _fill_row(row: Component, entry: dict[str, Any]) -> None:
     """Row fields from a spec entry (what the mirror would write for a rack's component)."""
     pos = entry.get("position") or {}
     row.name = entry["name"]
+    row.display_name = entry.get("displayName")
     row.type = ComponentType(entry["type"])
     row.model = entry.get("model")
     row.firmware_version = entry.get("firmwareVersion")
@@ -190,6 +191,7 @@ def _seed(new: NewComponent, rack_id: uuid.UUID | None) -> Component:
         id=new.id,
         rack_id=rack_id,
         name=new.entry["name"],
+        display_name=new.entry.get("displayName"),
         type=new.type,
         manufacturer=new.key[0],
         serial_number=new.key[1],
@@ -222,7 +224,8 @@ async def add_component(backend: Backend, request: pb.AddComponentRequest) -> pb
     )
     if rack_id is None:
         new = new_component(comp, None, (), "component")
-        new.entry["name"] = comp.info.name  # a name is only generated inside a rack
+        if not comp.info.name:
+            new.entry["name"] = ""  # a name is only generated inside a rack
         async with backend.sessions() as session, session.begin():
             await _claim(session, owner=None, **_identity(new))
             row = _seed(new, None)
@@ -291,7 +294,10 @@ async def _patch_in_racks(txn: RackTxn, row: Component, patch: ComponentPatch) -
         dst = await txn.read(target.name)
         entry = entry or patched_entry(entry_from_row(row, row.name), patch)
         taken = dst.names()
-        if not is_name(entry["name"]) or entry["name"] in taken:
+        shown = entry.get("displayName") or entry["name"]
+        if shown:
+            set_names(entry, shown, row.serial_number, taken)
+        else:
             entry["name"] = free_name(row.type, taken)  # PatchComponent cannot name it
         if row.manufacturer != rack_maker(dst.spec):
             entry["manufacturer"] = row.manufacturer

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import and_, bindparam, false, func, literal_column, or_, select
+import uuid
+from typing import Any
+
+from sqlalchemy import and_, bindparam, case, false, func, literal_column, or_, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -13,6 +16,7 @@ from nicoflow.service.errors import NotFound
 from nicoflow.service.inventory_views import ComponentRow, component_message, nvl_domain_message
 from nicoflow.service.lookups import components_for_refs, racks_for_refs
 from nicoflow.service.queryfilters import (
+    NVL_DOMAIN_NAME,
     Condition,
     component_filters,
     component_order,
@@ -98,21 +102,45 @@ async def get_component_by_serial(
         return out
 
 
-async def _target_condition(session: AsyncSession, targets: Targets) -> Condition:
-    """Components a target spec selects, as one SQL condition."""
+async def _target_condition(
+    session: AsyncSession, targets: Targets
+) -> tuple[Condition, list[uuid.UUID]]:
+    """Components a target spec selects, as one SQL condition, and the racks
+    in the order the targets name them (the order answers list them in)."""
     terms: list[Condition] = []
+    order: list[uuid.UUID] = []
     if targets.racks:
         rows = await racks_for_refs(session, targets.racks)
         # one term per rack target: several targets on one rack unite their types
         for ref in targets.racks:
-            cond = Component.rack_id == rows[ref.index].id
+            rack = rows[ref.index]
+            order.append(rack.id)
+            cond = Component.rack_id == rack.id
             if ref.types:
                 cond = and_(cond, Component.type.in_(sorted(ref.types)))
             terms.append(cond)
     if targets.components:
         comps = await components_for_refs(session, targets.components)
         terms.append(Component.id.in_({c.id for c in comps.values()}))
-    return or_(*terms) if terms else false()
+        order += [c.rack_id for c in (comps[r.index] for r in targets.components) if c.rack_id]
+    return (or_(*terms) if terms else false()), list(dict.fromkeys(order))
+
+
+def _given_order(racks: list[uuid.UUID]) -> list[Any]:
+    """Rack by rack (in target order, else as the racks were created), each
+    rack's components as its list gives them: how the original answered."""
+    rank = (
+        [case({rid: i for i, rid in enumerate(racks)}, value=Component.rack_id, else_=len(racks))]
+        if racks
+        else []
+    )
+    return [
+        *rank,
+        Component.created_at,
+        Component.rack_id.nulls_last(),
+        Component.ordinal.nulls_last(),
+        Component.id,
+    ]
 
 
 async def list_components(
@@ -125,12 +153,17 @@ async def list_components(
     window = page(request.pagination if request.HasField("pagination") else None)
     order = component_order(request.order_by if request.HasField("order_by") else None)
     async with backend.sessions() as session:
+        racks: list[uuid.UUID] = []
         if targets is not None:
-            conditions.append(await _target_condition(session, targets))
+            condition, racks = await _target_condition(session, targets)
+            conditions.append(condition)
         stmt = select(Component).where(Component.deleted_at.is_(None), *conditions)
         total = await session.scalar(select(func.count()).select_from(stmt.subquery()))
+        ordering = order if order is not None else _given_order(racks)
         rows = (
-            await session.scalars(stmt.order_by(*order).offset(window.offset).limit(window.limit))
+            await session.scalars(
+                stmt.order_by(*ordering).offset(window.offset).limit(window.limit)
+            )
         ).all()
         return [component_message(c) for c in rows], int(total or 0)
 
@@ -145,7 +178,7 @@ async def list_nvl_domains(
         total = await session.scalar(select(func.count()).select_from(stmt.subquery()))
         rows = (
             await session.scalars(
-                stmt.order_by(NVLDomain.name, NVLDomain.id)
+                stmt.order_by(NVL_DOMAIN_NAME, NVLDomain.id)
                 .offset(window.offset)
                 .limit(window.limit)
             )
@@ -161,7 +194,11 @@ async def racks_for_nvl_domain(
         "nvl_domain_identifier",
     )
     async with backend.sessions() as session:
-        where = NVLDomain.id == ident.id if ident.id is not None else NVLDomain.name == ident.name
+        where = (
+            NVLDomain.id == ident.id
+            if ident.id is not None
+            else or_(NVLDomain.display_name == ident.name, NVLDomain.name == ident.name)
+        )
         domain = await session.scalar(
             select(NVLDomain).where(where, NVLDomain.deleted_at.is_(None))
         )

@@ -92,14 +92,14 @@ async def validate_components(
     conditions = component_filters(request.filters) if targeted else []
     window = page(request.pagination if request.HasField("pagination") else None)
     order_by = request.order_by if request.HasField("order_by") else None
-    order = component_order(order_by) if order_by is not None else []
+    order = (component_order(order_by) if order_by is not None else None) or []
     async with backend.sessions() as session:
         stmt: Any = select(ComponentDrift, Component).outerjoin(
             Component, Component.id == ComponentDrift.component_id
         )
         target_count = 0
         if targets is not None:
-            cond = await _target_condition(session, targets)
+            cond, _ = await _target_condition(session, targets)
             wanted = select(Component.id).where(Component.deleted_at.is_(None), cond, *conditions)
             target_count = int(
                 await session.scalar(select(func.count()).select_from(wanted.subquery())) or 0

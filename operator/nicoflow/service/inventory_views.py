@@ -23,7 +23,7 @@ from nicoflow.service.rack_body import description_text
 def rack_message(row: Rack, components: Iterable[Component] | None = None) -> pb.Rack:
     info = pb.DeviceInfo(
         id=pb.UUID(id=str(row.id)),
-        name=row.name,
+        name=row.display_name or row.name,
         manufacturer=row.manufacturer,
         serial_number=row.serial_number,
     )
@@ -59,6 +59,7 @@ class ComponentRow:
 
     id: uuid.UUID
     name: str
+    display_name: str | None
     type: ComponentType
     manufacturer: str
     model: str | None
@@ -91,7 +92,7 @@ class ComponentRow:
 def component_message(row: Component | ComponentRow) -> pb.Component:
     info = pb.DeviceInfo(
         id=pb.UUID(id=str(row.id)),
-        name=row.name,
+        name=row.display_name or row.name,
         manufacturer=row.manufacturer,
         serial_number=row.serial_number,
     )
@@ -136,4 +137,6 @@ def component_message(row: Component | ComponentRow) -> pb.Component:
 
 
 def nvl_domain_message(row: NVLDomain) -> pb.NVLDomain:
-    return pb.NVLDomain(identifier=pb.Identifier(id=pb.UUID(id=str(row.id)), name=row.name))
+    return pb.NVLDomain(
+        identifier=pb.Identifier(id=pb.UUID(id=str(row.id)), name=row.display_name or row.name)
+    )

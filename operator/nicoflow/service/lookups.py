@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from nicoflow.domain.types import ComponentType
 from nicoflow.inventory.models import Component, Rack
@@ -30,11 +31,12 @@ async def racks_for_refs(session: AsyncSession, refs: Sequence[RackRef]) -> dict
     """Live (not deleted) rack row per target index."""
     ids = [r.id for r in refs if r.id is not None]
     names = [r.name for r in refs if r.name is not None]
-    terms = []
+    terms: list[ColumnElement[bool]] = []
     if ids:
         terms.append(Rack.id.in_(ids))
     if names:
-        terms.append(Rack.name.in_(names))
+        # the client's name, or the object name
+        terms.append(or_(Rack.display_name.in_(names), Rack.name.in_(names)))
     rows: list[Rack] = []
     if terms:
         rows = list(
@@ -43,7 +45,7 @@ async def racks_for_refs(session: AsyncSession, refs: Sequence[RackRef]) -> dict
             ).all()
         )
     by_id = {r.id: r for r in rows}
-    by_name = {r.name: r for r in rows}
+    by_name = {r.name: r for r in rows} | {r.display_name: r for r in rows if r.display_name}
     out: dict[int, Rack] = {}
     missing: list[str] = []
     for ref in refs:

@@ -3,19 +3,20 @@
 A domain is a row of `nvl_domain` (name unique). A rack's membership is its
 Rack object's spec.nvlDomain (the domain's name) and the row's nvl_domain_id:
 both are written in the same call, the object first and then its mirror, so a
-read right after sees it. A domain name must therefore fit spec.nvlDomain
-(a DNS label)."""
+read right after sees it. spec.nvlDomain is a DNS label: a client's name that
+is not one ("NVL Wire 3") gets a derived name and is kept as the display name
+(`nicoflow.domain.names`)."""
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
 from nicoflow._proto.flow.v1 import flow_pb2 as pb
+from nicoflow.domain import names
 from nicoflow.inventory import mirror
 from nicoflow.inventory.models import NVLDomain, Rack
 from nicoflow.kube.client import Invalid
@@ -26,19 +27,16 @@ from nicoflow.service.errors import AlreadyExists, InvalidArgument, NotFound
 from nicoflow.service.kuberetry import retrying
 from nicoflow.service.validation import Identifier, identifier, parse_uuid
 
-_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-
 
 async def create_domain(backend: Backend, request: pb.CreateNVLDomainRequest) -> uuid.UUID:
     ident = request.nvl_domain.identifier
-    name = ident.name
-    if not name:
+    shown = ident.name
+    if not shown:
         raise InvalidArgument("nvl_domain.identifier.name is required")
-    if not _LABEL.match(name):
-        raise InvalidArgument(
-            f"nvl_domain name {name!r} must be a DNS label (lower-case letters, digits and '-', "
-            "at most 63): it is written to the Rack objects' spec.nvlDomain"
-        )
+    problem = names.problem(shown, "nvl_domain.identifier.name")
+    if problem is not None:
+        raise InvalidArgument(problem)
+    name = names.object_name(shown)
     did = (
         parse_uuid(ident.id, "nvl_domain.identifier.id")
         if ident.HasField("id") and ident.id.id
@@ -47,21 +45,25 @@ async def create_domain(backend: Backend, request: pb.CreateNVLDomainRequest) ->
     async with backend.sessions() as session, session.begin():
         old = await session.scalar(select(NVLDomain).where(NVLDomain.name == name))
         if old is not None and old.deleted_at is None:
-            raise AlreadyExists(f"an NVL domain named {name!r} already exists (id {old.id})")
+            raise AlreadyExists(f"an NVL domain named {shown!r} already exists (id {old.id})")
         if old is not None:
             await session.delete(old)  # a tombstone gives its name up
             await session.flush()
-        session.add(NVLDomain(id=did, name=name))
+        session.add(NVLDomain(id=did, name=name, display_name=names.display_name(shown, name)))
         try:
             await session.flush()
         except IntegrityError:
-            raise AlreadyExists(f"NVL domain {name!r} or id {did} already exists") from None
+            raise AlreadyExists(f"NVL domain {shown!r} or id {did} already exists") from None
     return did
 
 
 async def _domain(backend: Backend, ident: Identifier) -> NVLDomain:
     async with backend.sessions() as session:
-        where = NVLDomain.id == ident.id if ident.id is not None else NVLDomain.name == ident.name
+        where = (
+            NVLDomain.id == ident.id
+            if ident.id is not None
+            else or_(NVLDomain.display_name == ident.name, NVLDomain.name == ident.name)
+        )
         row = await session.scalar(select(NVLDomain).where(where, NVLDomain.deleted_at.is_(None)))
     if row is None:
         raise NotFound(f"NVL domain with {ident.describe()} not found")
@@ -72,7 +74,11 @@ async def _racks(backend: Backend, idents: list[Identifier]) -> list[Rack]:
     out = []
     async with backend.sessions() as session:
         for ident in idents:
-            where = Rack.id == ident.id if ident.id is not None else Rack.name == ident.name
+            where = (
+                Rack.id == ident.id
+                if ident.id is not None
+                else or_(Rack.display_name == ident.name, Rack.name == ident.name)
+            )
             row = await session.scalar(select(Rack).where(where, Rack.deleted_at.is_(None)))
             if row is None:
                 raise NotFound(f"rack with {ident.describe()} not found")

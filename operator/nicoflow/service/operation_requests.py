@@ -24,7 +24,12 @@ from nicoflow.api.task_spec import (
 )
 from nicoflow.domain.rules import describe_validation_error
 from nicoflow.domain.targets import InventoryComponent
-from nicoflow.domain.types import ComponentType, ConflictStrategy, OperationCode
+from nicoflow.domain.types import (
+    DEFAULT_MAX_UNTHROTTLED_RACKS,
+    ComponentType,
+    ConflictStrategy,
+    OperationCode,
+)
 from nicoflow.kube.resources import GROUP, LABEL_OPERATION
 from nicoflow.service.enums import conflict_strategy
 from nicoflow.service.errors import InvalidArgument
@@ -284,6 +289,10 @@ def taskspec_body(
         spec["options"] = dict(op.options)
     if rule_name:
         spec["ruleRef"] = {"name": rule_name}
+    if op.code.disruptive and len(task_ids) > DEFAULT_MAX_UNTHROTTLED_RACKS:
+        # the operator refuses a disruptive fleet-wide run without a limit; the
+        # original's clients know none, so theirs run this many racks at a time
+        spec["maxParallelRacks"] = DEFAULT_MAX_UNTHROTTLED_RACKS
     try:
         TaskSpecSpec.model_validate(spec)
     except ValidationError as exc:

@@ -3,9 +3,12 @@ per rack that will get a Task.
 
 Targets are resolved here, against the same inventory and with the same
 resolver the operator uses, so the racks answered for are the racks the
-operator creates Tasks for: racks with at least one targeted component that
-has a NICo Core id. As in the original, racks that cannot run are left out
-and the call fails only when no rack can. Task ids are name-based (see
+operator creates Tasks for: racks with at least one targeted component the
+operation can address (a NICo Core id; for ingest, a BMC MAC is enough). As
+in the original, racks that cannot run are left out and the call fails only
+when no rack can; a rack the operator would reject for a conflict (or a full
+queue) is refused here, before any id is handed out
+(`nicoflow.service.admission`). Task ids are name-based (see
 `nicoflow.service.task_ids`)."""
 
 from __future__ import annotations
@@ -15,13 +18,20 @@ import logging
 import uuid
 from typing import Any
 
-from nicoflow.domain.targets import resolve_targets
+from nicoflow.domain.targets import InventoryComponent, addressable, resolve_targets
+from nicoflow.domain.types import OperationCode
 from nicoflow.inventory.queries import load_for_targets, load_racks
 from nicoflow.kube.client import Conflict, Invalid
 from nicoflow.kube.client import NotFound as KubeNotFound
 from nicoflow.kube.resources import GROUP, RULES, TASKSPECS, task_name
+from nicoflow.service import admission
 from nicoflow.service.backend import Backend
-from nicoflow.service.errors import FailedPrecondition, InvalidArgument, NotFound
+from nicoflow.service.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+)
 from nicoflow.service.kuberetry import retrying
 from nicoflow.service.lookups import components_for_refs, racks_for_refs
 from nicoflow.service.operation_requests import (
@@ -65,8 +75,10 @@ async def _rule_name(backend: Backend, op: OperationRequest) -> str | None:
     return name
 
 
-async def _targets(backend: Backend, op: OperationRequest) -> tuple[dict[str, Any], list[str]]:
-    """TaskSpec targets, and the racks (sorted) that will get a Task."""
+async def _targets(
+    backend: Backend, op: OperationRequest
+) -> tuple[dict[str, Any], dict[str, tuple[InventoryComponent, ...]]]:
+    """TaskSpec targets, and the racks that will get a Task with their components."""
     async with backend.sessions() as session:
         racks = await racks_for_refs(session, op.targets.racks)
         comps = await components_for_refs(session, op.targets.components)
@@ -90,28 +102,59 @@ async def _targets(backend: Backend, op: OperationRequest) -> tuple[dict[str, An
         targets = build_targets(rack_targets, inventory, component_targets)
         loaded = await load_for_targets(session, targets)
     resolution = resolve_targets(targets, loaded)
-    ready = sorted(name for name, cs in resolution.per_rack.items() if any(c.core_id for c in cs))
+    ready = sorted(
+        name for name, cs in resolution.per_rack.items() if any(addressable(op.code, c) for c in cs)
+    )
     if not ready:
         reasons = [message for _, message in resolution.errors[:_LISTED]]
         waiting = sorted(set(resolution.per_rack) - set(ready))
-        if waiting:
+        if waiting and op.code is OperationCode.INGEST:
             reasons.append(
                 "no targeted component of rack(s) "
                 + ", ".join(waiting[:_LISTED])
-                + " has a NICo Core id yet; set component_id on the rack's components or "
-                "wait for inventory sync"
+                + " has a NICo Core id or a BMC MAC address; give the components their BMCs "
+                "(mac_address) so NICo Core can be told what to expect"
+            )
+        elif waiting:
+            reasons.append(
+                "no targeted component of rack(s) "
+                + ", ".join(waiting[:_LISTED])
+                + " has a NICo Core id yet; set component_id on the rack's components, "
+                "ingest the rack, or wait for inventory sync"
             )
         raise FailedPrecondition(
             "nothing to run: " + ("; ".join(reasons) or "the targets select no component")
         )
     for target, message in resolution.errors:
         log.info("operation %s: target %s left out: %s", op.code.value, target, message)
-    return targets, ready
+    return targets, {name: resolution.per_rack[name] for name in ready}
+
+
+async def _admitted(
+    backend: Backend,
+    op: OperationRequest,
+    targets: dict[str, Any],
+    per_rack: dict[str, tuple[InventoryComponent, ...]],
+) -> list[str]:
+    """The racks that get a Task; the refused ones are left out of `targets`."""
+    refused = await admission.refusals(backend, op.code, op.conflict, per_rack)
+    if not refused:
+        return sorted(per_rack)
+    left_out = {r.rack for r in refused}
+    accepted = sorted(set(per_rack) - left_out)
+    text = admission.describe(refused, {})
+    if not accepted:
+        error = ResourceExhausted if all(r.queue_full for r in refused) else FailedPrecondition
+        raise error(f"failed to create any tasks: {text}")
+    log.info("operation %s: racks refused at submission: %s", op.code.value, text)
+    targets["excludeRacks"] = sorted(left_out)
+    return accepted
 
 
 async def submit(backend: Backend, op: OperationRequest) -> list[uuid.UUID]:
-    targets, racks = await _targets(backend, op)
+    targets, per_rack = await _targets(backend, op)
     rule_name = await _rule_name(backend, op)
+    racks = await _admitted(backend, op, targets, per_rack)
     ns = backend.namespace
     for _ in range(_NAME_ATTEMPTS):
         name = taskspec_name(op.code, uuid.uuid4().hex[:8])

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import and_, or_
+from sqlalchemy import and_, func, or_
 from sqlalchemy.sql.elements import ColumnElement
 
 from nicoflow._proto.flow.v1 import flow_pb2 as pb
@@ -59,13 +59,18 @@ def type_condition(info: pb.StringQueryInfo, field: str) -> Condition:
     return _combine(terms, info.use_or)
 
 
+# names as the clients gave them (the object name where that was one)
+RACK_NAME = func.coalesce(Rack.display_name, Rack.name)
+COMPONENT_NAME = func.coalesce(Component.display_name, Component.name)
+NVL_DOMAIN_NAME = func.coalesce(NVLDomain.display_name, NVLDomain.name)
+
 _RACK_FIELDS: dict[int, Any] = {
-    pb.RACK_FILTER_FIELD_NAME: Rack.name,
+    pb.RACK_FILTER_FIELD_NAME: RACK_NAME,
     pb.RACK_FILTER_FIELD_MANUFACTURER: Rack.manufacturer,
     pb.RACK_FILTER_FIELD_MODEL: Rack.model,
 }
 _COMPONENT_FIELDS: dict[int, Any] = {
-    pb.COMPONENT_FILTER_FIELD_NAME: Component.name,
+    pb.COMPONENT_FILTER_FIELD_NAME: COMPONENT_NAME,
     pb.COMPONENT_FILTER_FIELD_MANUFACTURER: Component.manufacturer,
     pb.COMPONENT_FILTER_FIELD_MODEL: Component.model,
 }
@@ -115,7 +120,7 @@ def nvl_domain_filter(info: pb.StringQueryInfo | None) -> list[Condition]:
     """No info or no patterns: every domain."""
     if info is None or not info.patterns:
         return []
-    return [string_condition(NVLDomain.name, info, "info")]
+    return [string_condition(NVL_DOMAIN_NAME, info, "info")]
 
 
 Order = list[Any]
@@ -127,12 +132,12 @@ def _ordered(column: Any, desc: bool, tiebreak: Any) -> Order:
 
 
 _RACK_ORDER: dict[int, Callable[[], Any]] = {
-    pb.RACK_ORDER_BY_FIELD_NAME: lambda: Rack.name,
+    pb.RACK_ORDER_BY_FIELD_NAME: lambda: RACK_NAME,
     pb.RACK_ORDER_BY_FIELD_MANUFACTURER: lambda: Rack.manufacturer,
     pb.RACK_ORDER_BY_FIELD_MODEL: lambda: Rack.model,
 }
 _COMPONENT_ORDER: dict[int, Callable[[], Any]] = {
-    pb.COMPONENT_ORDER_BY_FIELD_NAME: lambda: Component.name,
+    pb.COMPONENT_ORDER_BY_FIELD_NAME: lambda: COMPONENT_NAME,
     pb.COMPONENT_ORDER_BY_FIELD_MANUFACTURER: lambda: Component.manufacturer,
     pb.COMPONENT_ORDER_BY_FIELD_MODEL: lambda: Component.model,
     pb.COMPONENT_ORDER_BY_FIELD_TYPE: lambda: Component.type,
@@ -142,7 +147,7 @@ _COMPONENT_ORDER: dict[int, Callable[[], Any]] = {
 def rack_order(order: pb.OrderBy | None) -> Order:
     """Default: by name. The id breaks ties so pages never overlap."""
     if order is None or order.WhichOneof("field") is None:
-        return [Rack.name.asc(), Rack.id]
+        return [RACK_NAME.asc(), Rack.id]
     if order.WhichOneof("field") != "rack_field":
         raise InvalidArgument("order_by must set rack_field (NAME, MANUFACTURER or MODEL)")
     column = _RACK_ORDER.get(order.rack_field)
@@ -153,10 +158,10 @@ def rack_order(order: pb.OrderBy | None) -> Order:
     return _ordered(column(), direction(order.direction, "order_by.direction"), Rack.id)
 
 
-def component_order(order: pb.OrderBy | None) -> Order:
-    """Default: by type, then name."""
+def component_order(order: pb.OrderBy | None) -> Order | None:
+    """None for no order_by: the caller lists components as they were given."""
     if order is None or order.WhichOneof("field") is None:
-        return [Component.type.asc(), Component.name.asc(), Component.id]
+        return None
     if order.WhichOneof("field") != "component_field":
         raise InvalidArgument(
             "order_by must set component_field (NAME, MANUFACTURER, MODEL or TYPE)"

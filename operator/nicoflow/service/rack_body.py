@@ -6,16 +6,18 @@ label `flow.nico.io/rack-id` and the component ids as the annotation
 `flow.nico.io/component-ids` (JSON, component name -> UUID), so the Rack
 object says which inventory rows it stands for.
 
-Names become Kubernetes names: a rack name must be a DNS label (it is also a
-label value on Tasks), as must component names; an empty component name is
-generated from the type (`compute-01`, ...). Component descriptions have no
-place in the Rack spec and are kept in the inventory only."""
+Names are the client's: a rack named `R1`, a component `GPU Tray 1`, two
+components of one name. The object names Kubernetes needs (DNS labels; a
+rack's is also a label value on Tasks) are derived from them
+(`nicoflow.domain.names`) and the client's text is kept as the display name
+(spec.identity.displayName, a component's displayName). An empty component
+name is generated from the type (`compute-01`, ...). Component descriptions
+have no place in the Rack spec and are kept in the inventory only."""
 
 from __future__ import annotations
 
 import ipaddress
 import json
-import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +27,7 @@ from pydantic import ValidationError
 from nicoflow._proto.flow.v1 import flow_pb2 as pb
 from nicoflow.api.common import API_VERSION
 from nicoflow.api.rack import MAX_BMCS, MAX_COMPONENTS, RackSpec
+from nicoflow.domain import names
 from nicoflow.domain.rules import describe_validation_error
 from nicoflow.domain.types import ComponentType
 from nicoflow.inventory.models import normalize_mac
@@ -36,29 +39,16 @@ from nicoflow.service.validation import parse_uuid_text
 LABEL_RACK_ID = f"{GROUP}/rack-id"
 ANNOTATION_COMPONENT_IDS = f"{GROUP}/component-ids"
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_NOT_LABEL = re.compile(r"[^a-z0-9-]+")
-MAX_NAME = 63
 MAX_TEXT = 256
 MAX_SERIAL = 128
 MAX_DESCRIPTION = 1024
 MAX_POSITION = 1024
 
 
-def suggest_name(text: str) -> str:
-    """A DNS-label spelling of `text`, for error messages."""
-    name = _NOT_LABEL.sub("-", text.lower()).strip("-")[:MAX_NAME].rstrip("-")
-    return name or "rack-1"
-
-
-def _check_name(value: str, field: str, what: str) -> None:
-    if len(value) <= MAX_NAME and _DNS_LABEL.match(value):
-        return
-    raise InvalidArgument(
-        f"{field} {value!r} cannot name a Kubernetes {what}: use at most {MAX_NAME} lower-case "
-        f"letters, digits and '-', starting and ending with a letter or digit "
-        f"(for example {suggest_name(value)!r})"
-    )
+def _check_name(value: str, field: str) -> None:
+    problem = names.problem(value, field)
+    if problem is not None:
+        raise InvalidArgument(problem)
 
 
 def _text(value: str, field: str, limit: int = MAX_TEXT) -> str:
@@ -102,8 +92,9 @@ class ComponentIds:
     manufacturer: str
     serial: str
     type: ComponentType
-    name: str
+    name: str  # the object name (the spec entry's name)
     description: dict[str, Any] | None = None
+    display_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -112,10 +103,11 @@ class RackRequest:
 
     body: dict[str, Any]
     rack_id: uuid.UUID
-    name: str
+    name: str  # the object name
     manufacturer: str
     serial: str
     components: tuple[ComponentIds, ...] = field(default_factory=tuple)
+    display_name: str | None = None
 
 
 def _bmcs(comp: pb.Component, where: str) -> list[dict[str, Any]]:
@@ -148,7 +140,9 @@ def rack_request(rack: pb.Rack | None, new_id: Any = uuid.uuid4) -> RackRequest:
     if rack is None or not rack.HasField("info"):
         raise InvalidArgument("rack.info is required: give at least name, manufacturer and serial")
     info = rack.info
-    _check_name(info.name, "rack.info.name", "Rack")
+    _check_name(info.name, "rack.info.name")
+    obj_name = names.object_name(info.name)
+    shown = names.display_name(info.name, obj_name)
     if not info.manufacturer:
         raise InvalidArgument("rack.info.manufacturer is required")
     if not info.serial_number:
@@ -168,6 +162,8 @@ def rack_request(rack: pb.Rack | None, new_id: Any = uuid.uuid4) -> RackRequest:
         identity["model"] = _text(info.model, "rack.info.model")
     if info.HasField("description") and info.description:
         identity["description"] = _text(info.description, "rack.info.description", MAX_DESCRIPTION)
+    if shown is not None:
+        identity["displayName"] = shown
     spec: dict[str, Any] = {"identity": identity}
     if rack.HasField("location"):
         loc = rack.location
@@ -190,6 +186,10 @@ def rack_request(rack: pb.Rack | None, new_id: Any = uuid.uuid4) -> RackRequest:
             f"{MAX_COMPONENTS}"
         )
     explicit_names = {c.info.name for c in rack.components if c.info.name}
+    # names as given are kept; the object names come from them (a repeated name
+    # is told apart by its serial number)
+    given = [(c.info.name, c.info.serial_number) for c in rack.components if c.info.name]
+    derived = iter(names.component_names(given))
     taken: set[str] = set()
     keys: dict[tuple[str, str], str] = {}
     ids_seen: dict[uuid.UUID, str] = {rack_id: "the rack"}
@@ -199,16 +199,13 @@ def rack_request(rack: pb.Rack | None, new_id: Any = uuid.uuid4) -> RackRequest:
         where = f"rack.components[{i}]"
         ctype = component_type(comp.type, f"{where}.type")
         cinfo = comp.info
-        name = cinfo.name
-        if name:
-            _check_name(name, f"{where}.info.name", "name")
+        shown_name: str | None = None
+        if cinfo.name:
+            _check_name(cinfo.name, f"{where}.info.name")
+            name = next(derived)
+            shown_name = names.display_name(cinfo.name, name)
         else:
             name = _generated_name(ctype, taken | explicit_names)
-        if name in taken:
-            raise InvalidArgument(
-                f"{where}.info.name {name!r} is used by another component; names are unique "
-                "within a rack"
-            )
         taken.add(name)
         if not cinfo.serial_number:
             raise InvalidArgument(f"{where}.info.serial_number is required")
@@ -230,6 +227,8 @@ def rack_request(rack: pb.Rack | None, new_id: Any = uuid.uuid4) -> RackRequest:
             raise InvalidArgument(f"{where}.info.id {cid} is also the id of {ids_seen[cid]}")
         ids_seen[cid] = f"component {name!r}"
         entry: dict[str, Any] = {"name": name, "type": ctype.value, "serialNumber": serial}
+        if shown_name is not None:
+            entry["displayName"] = shown_name
         if cinfo.manufacturer:
             entry["manufacturer"] = maker
         if cinfo.HasField("model") and cinfo.model:
@@ -263,7 +262,7 @@ def rack_request(rack: pb.Rack | None, new_id: Any = uuid.uuid4) -> RackRequest:
             if cinfo.HasField("description") and cinfo.description
             else None
         )
-        ids.append(ComponentIds(cid, maker, serial, ctype, name, description))
+        ids.append(ComponentIds(cid, maker, serial, ctype, name, description, shown_name))
     if components:
         spec["components"] = components
 
@@ -276,7 +275,7 @@ def rack_request(rack: pb.Rack | None, new_id: Any = uuid.uuid4) -> RackRequest:
         "apiVersion": API_VERSION,
         "kind": "Rack",
         "metadata": {
-            "name": info.name,
+            "name": obj_name,
             "labels": {LABEL_RACK_ID: str(rack_id)},
             "annotations": {
                 ANNOTATION_COMPONENT_IDS: json.dumps(
@@ -289,8 +288,9 @@ def rack_request(rack: pb.Rack | None, new_id: Any = uuid.uuid4) -> RackRequest:
     return RackRequest(
         body=body,
         rack_id=rack_id,
-        name=info.name,
+        name=obj_name,
         manufacturer=info.manufacturer,
         serial=info.serial_number,
         components=tuple(ids),
+        display_name=shown,
     )

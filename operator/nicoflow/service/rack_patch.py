@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from nicoflow._proto.flow.v1 import flow_pb2 as pb
 from nicoflow.api.rack import RackSpec
+from nicoflow.domain import names
 from nicoflow.domain.rules import describe_validation_error
 from nicoflow.service.component_spec import (
     Key,
@@ -29,7 +30,6 @@ from nicoflow.service.component_spec import (
     Op,
     bmc_entries,
     entry_key,
-    is_name,
     new_component,
     position_entry,
     upsert_bmcs,
@@ -76,7 +76,7 @@ def _patch_rack_fields(request: pb.Rack, name: str, spec: dict[str, Any]) -> boo
     if info.name and info.name != name:
         raise InvalidArgument(
             f"rack.info.name {info.name!r} differs from the rack's name {name!r}; a rack's name "
-            "is its Rack object's name and cannot change (leave it empty, or give the same)"
+            "cannot change (leave it empty, or give the same)"
         )
     ident = spec["identity"]
     changed = False
@@ -116,19 +116,16 @@ def _patch_entry(
 ) -> dict[str, str]:
     """Apply the message's non-empty fields to a known entry; returns BMC ops."""
     info = comp.info
-    if info.name and info.name != entry["name"]:
-        if not is_name(info.name):
-            raise InvalidArgument(
-                f"{where}.info.name {info.name!r} cannot name a component: use lower-case "
-                "letters, digits and '-' (at most 63)"
-            )
-        if info.name in taken:
-            raise InvalidArgument(
-                f"{where}.info.name {info.name!r} is used by another component of the rack"
-            )
-        taken.discard(entry["name"])
-        taken.add(info.name)
-        entry["name"] = info.name
+    if info.name and info.name != (entry.get("displayName") or entry["name"]):
+        problem = names.problem(info.name, f"{where}.info.name")
+        if problem is not None:
+            raise InvalidArgument(problem)
+        # a rename changes what clients see; the object name (which Tasks
+        # refer to) stays
+        if info.name == entry["name"]:
+            entry.pop("displayName", None)
+        else:
+            entry["displayName"] = info.name
     if comp.type in COMPONENT_TYPES:
         entry["type"] = COMPONENT_TYPES[comp.type].value
     if info.manufacturer and entry_key(entry, maker)[0] != info.manufacturer:
@@ -162,8 +159,8 @@ def plan_rack_patch(
 
     rows: the rack's live components by key; adoptable: unassigned live
     components holding serial numbers the request names."""
-    name = str(obj["metadata"]["name"])
     spec = copy.deepcopy(dict(obj.get("spec") or {}))
+    name = str(spec["identity"].get("displayName") or obj["metadata"]["name"])
     rack_changed = _patch_rack_fields(request, name, spec)
     maker = spec["identity"]["manufacturer"]
     entries: list[dict[str, Any]] = spec.setdefault("components", [])

@@ -9,9 +9,10 @@ removed again. The operator mirroring the new object at the same moment waits
 on the mirror's per-rack lock and then finds the rows already current.
 
 Delete is soft, as in the original: the Rack object goes, the rows are marked
-deleted (reads no longer return them) until PurgeRack removes them. An
-operator that owns the object's finalizer removes the rows itself on deletion;
-a later PurgeRack then finds nothing (NOT_FOUND)."""
+deleted (reads no longer return them) until PurgeRack removes them. The
+operator, which holds the object's finalizer, marks the rows deleted as well
+when the object goes (whoever deleted it), and never removes them: that is
+PurgeRack's job."""
 
 from __future__ import annotations
 
@@ -67,7 +68,8 @@ async def _clear_way(session: AsyncSession, req: RackRequest) -> set[tuple[str, 
         if other.id == req.rack_id:
             raise AlreadyExists(f"rack id {req.rack_id} is already used by rack {other.name!r}")
         if other.name == req.name:
-            raise AlreadyExists(f"a rack named {req.name!r} already exists (id {other.id})")
+            shown = other.display_name or other.name
+            raise AlreadyExists(f"a rack named {shown!r} already exists (id {other.id})")
         raise AlreadyExists(
             f"serial number {req.manufacturer} {req.serial} already belongs to rack "
             f"{other.name!r} (id {other.id})"
@@ -117,6 +119,7 @@ async def _seed_rows(session: AsyncSession, req: RackRequest, adopt: set[tuple[s
         Rack(
             id=req.rack_id,
             name=req.name,
+            display_name=req.display_name,
             manufacturer=req.manufacturer,
             serial_number=req.serial,
         )
@@ -130,6 +133,7 @@ async def _seed_rows(session: AsyncSession, req: RackRequest, adopt: set[tuple[s
                 id=c.id,
                 rack_id=req.rack_id,
                 name=c.name,
+                display_name=c.display_name,
                 type=c.type,
                 manufacturer=c.manufacturer,
                 serial_number=c.serial,
@@ -155,7 +159,13 @@ async def _mirror(session: AsyncSession, body: dict[str, object]) -> None:
 
 
 async def create_rack(backend: Backend, request: pb.CreateExpectedRackRequest) -> uuid.UUID:
-    req = rack_request(request.rack if request.HasField("rack") else None)
+    return await create_rack_from(
+        backend, rack_request(request.rack if request.HasField("rack") else None)
+    )
+
+
+async def create_rack_from(backend: Backend, req: RackRequest) -> uuid.UUID:
+    """Write the Rack object and its rows (ids as `req` gives them)."""
     created = False
     try:
         async with backend.sessions() as session, session.begin():
@@ -166,7 +176,8 @@ async def create_rack(backend: Backend, request: pb.CreateExpectedRackRequest) -
                 obj = await retrying(lambda: backend.kube.create(RACKS, req.body))
             except Conflict:
                 raise AlreadyExists(
-                    f"a Rack object named {req.name!r} already exists in Kubernetes; "
+                    f"a Rack object named {req.name!r} (for rack name "
+                    f"{req.display_name or req.name!r}) already exists in Kubernetes; "
                     "choose another name or delete that object first"
                 ) from None
             except Invalid as exc:
@@ -195,7 +206,8 @@ async def _components_of(
     rows = await session.scalars(
         select(Component)
         .where(Component.rack_id.in_(rack_ids), Component.deleted_at.is_(None))
-        .order_by(Component.type, Component.slot_id.nulls_last(), Component.name)
+        # in the order the rack lists them, as the original returned them
+        .order_by(Component.ordinal.nulls_last(), Component.type, Component.name, Component.id)
     )
     for comp in rows:
         if comp.rack_id is not None:

@@ -186,6 +186,11 @@ async def _find(backend: Backend, rule_id: uuid.UUID) -> Json:
     raise NotFound(f"operation rule {rule_id} not found")
 
 
+async def find_rule(backend: Backend, rule_id: uuid.UUID) -> Json:
+    """The OperationRule with this v1 id; NotFound when there is none."""
+    return await _find(backend, rule_id)
+
+
 def _code_of(body: Json) -> OperationCode:
     return OperationCode(str((body.get("spec") or {}).get("operation")))
 
@@ -229,8 +234,30 @@ async def create_rule(backend: Backend, request: pb.CreateOperationRuleRequest) 
     name = _name(request.name)
     code = _operation(request.operation_type, request.operation_code)
     definition = _definition(request.rule_definition_json, code)
+    return await create_rule_object(
+        backend,
+        rid=uuid.uuid4(),
+        name=name,
+        description=request.description,
+        code=code,
+        definition=definition,
+        is_default=request.is_default,
+    )
+
+
+async def create_rule_object(
+    backend: Backend,
+    *,
+    rid: uuid.UUID,
+    name: str,
+    description: str,
+    code: OperationCode,
+    definition: RuleDefinition,
+    is_default: bool,
+) -> uuid.UUID:
+    """The OperationRule for a checked rule, with the v1 id `rid`."""
     rules = await _all_rules(backend)
-    if request.is_default:
+    if is_default:
         taken = _default_for(rules, code)
         if taken:
             other = taken[0]
@@ -239,15 +266,14 @@ async def create_rule(backend: Backend, request: pb.CreateOperationRuleRequest) 
                 f"default for {code.value}; create this rule without is_default, then call "
                 "SetRuleAsDefault to switch"
             )
-    rid = uuid.uuid4()
     taken_names = {r["metadata"]["name"] for r in rules}
     obj_name = object_name(name)
     if obj_name in taken_names:
         obj_name = f"{obj_name}-{rid.hex[:6]}"
-    spec: Json = {"operation": code.value, "isDefault": request.is_default, "priority": 0}
-    if request.description:
-        spec["description"] = request.description
-    if not request.is_default:
+    spec: Json = {"operation": code.value, "isDefault": is_default, "priority": 0}
+    if description:
+        spec["description"] = description
+    if not is_default:
         spec["rackSelector"] = _selector(obj_name, code)
         spec["priority"] = MAX_PRIORITY
     spec["definition"] = definition.to_crd()

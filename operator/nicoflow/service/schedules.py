@@ -17,13 +17,22 @@ Mapping of the original's tables onto the object:
   component filter); the template's targets are rebuilt from them on every
   scope change, so the next firing uses the new scope. A scope's id is a
   name-based UUID of (schedule id, rack id), stable per rack;
-- next/last run: status.nextScheduleTime / status.lastScheduleTime, written
-  by the operator's schedule controller, which does the firing.
+- next/last run: status.nextScheduleTime / status.lastScheduleTime and
+  lastTriggerTime, written by the operator's schedule controller, which does
+  the firing. Until the controller has seen a change of the spec (a new
+  schedule, a resume) the next run is computed here from the spec, so every
+  answer carries it;
+- a scope's last_task_id: the Task of the scope's rack in the newest
+  TaskSpec the schedule created that includes the rack.
 
 TriggerTaskSchedule sets the annotation `flow.nico.io/trigger-now` to a fresh
-token; the controller creates the TaskSpec named
+token (and `flow.nico.io/triggered-at`, the last run until the controller
+writes lastTriggerTime); the controller creates the TaskSpec named
 `domain.schedules.trigger_name(schedule, token)`, whose Task ids are computed
-here the same way the operation RPCs compute them."""
+here the same way the operation RPCs compute them. As in the original, a
+triggered one-time schedule has run and cannot be triggered again.
+ResumeTaskSchedule stamps `flow.nico.io/resumed-at`: the controller runs
+nothing scheduled before it."""
 
 from __future__ import annotations
 
@@ -45,13 +54,21 @@ from nicoflow.domain import schedules as timing
 from nicoflow.domain.conflicts import Footprint, conflict
 from nicoflow.domain.durations import parse_duration
 from nicoflow.domain.rules import describe_validation_error
-from nicoflow.domain.targets import resolve_targets
+from nicoflow.domain.targets import addressable, resolve_targets
 from nicoflow.domain.types import ComponentType, ConflictStrategy, OperationCode
 from nicoflow.inventory.models import Rack
 from nicoflow.inventory.queries import load_for_targets, load_racks
 from nicoflow.kube.client import Conflict, Invalid
 from nicoflow.kube.client import NotFound as KubeNotFound
-from nicoflow.kube.resources import GROUP, SCHEDULES, task_name
+from nicoflow.kube.resources import (
+    ANNOTATION_RESUMED_AT,
+    ANNOTATION_SCHEDULED_TIME,
+    GROUP,
+    LABEL_SCHEDULE,
+    SCHEDULES,
+    TASKSPECS,
+    task_name,
+)
 from nicoflow.service import operation_requests as requests
 from nicoflow.service import operations
 from nicoflow.service.backend import Backend
@@ -71,6 +88,7 @@ ANNOTATION_CREATED = f"{GROUP}/created-at"
 ANNOTATION_UPDATED = f"{GROUP}/updated-at"
 ANNOTATION_SCOPES = f"{GROUP}/scopes"
 ANNOTATION_TRIGGER_NOW = f"{GROUP}/trigger-now"
+ANNOTATION_TRIGGERED_AT = f"{GROUP}/triggered-at"
 MAX_NAME = 255
 _OBJECT_NAME_MAX = 40  # TaskSpec names add a suffix to it
 MASK_PATHS = ("schedule.name", "schedule.overlap_policy", "schedule.spec", "schedule.spec.timezone")
@@ -100,6 +118,15 @@ def _ts(text: str | None) -> Timestamp:
     if text:
         out.FromDatetime(datetime.fromisoformat(text.replace("Z", "+00:00")))
     return out
+
+
+def _when(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return timing.parse_timestamp(text)
+    except ValueError:
+        return None
 
 
 # --- request pieces -----------------------------------------------------------------------
@@ -273,13 +300,17 @@ def merge_scopes(current: list[Json], adding: list[Json]) -> tuple[list[Json], i
     return sorted(by_rack.values(), key=lambda s: s["rack"]), added, updated
 
 
-def scope_message(schedule_id: str, entry: Json) -> pb.TaskScheduleScope:
+def scope_message(
+    schedule_id: str, entry: Json, last_task: uuid.UUID | None = None
+) -> pb.TaskScheduleScope:
     out = pb.TaskScheduleScope(
         id=pb.UUID(id=entry["id"]),
         schedule_id=pb.UUID(id=schedule_id),
         rack_id=pb.UUID(id=entry["rackId"]),
         created_at=_ts(entry.get("createdAt")),
     )
+    if last_task is not None:
+        out.last_task_id.id = str(last_task)
     if "types" in entry:
         out.types.CopyFrom(
             pb.ComponentTypes(
@@ -331,10 +362,14 @@ def _display(body: Json) -> str:
 
 
 def _completed(body: Json) -> bool:
-    for cond in (body.get("status") or {}).get("conditions") or []:
+    status = body.get("status") or {}
+    for cond in status.get("conditions") or []:
         if cond.get("type") == "Completed" and cond.get("status") == "True":
             return True
-    return False
+    # a one-time schedule triggered by hand has run (before the controller says so)
+    one_time = bool(((body.get("spec") or {}).get("schedule") or {}).get("at"))
+    triggered = (body["metadata"].get("annotations") or {}).get(ANNOTATION_TRIGGERED_AT)
+    return one_time and bool(triggered or status.get("lastTriggerTime"))
 
 
 def enabled(body: Json) -> bool:
@@ -354,9 +389,50 @@ def describe(spec: Json) -> tuple[str, str]:
     return kind, text
 
 
-def schedule_message(body: Json) -> pb.TaskSchedule:
+def last_run(body: Json) -> datetime | None:
+    """The latest firing, on schedule or by trigger."""
+    status = body.get("status") or {}
+    stamps = (
+        status.get("lastScheduleTime"),
+        status.get("lastTriggerTime"),
+        (body["metadata"].get("annotations") or {}).get(ANNOTATION_TRIGGERED_AT),
+    )
+    times = [t for t in (_when(x) for x in stamps) if t is not None]
+    return max(times) if times else None
+
+
+def next_run(body: Json, now: datetime | None = None) -> datetime | None:
+    """When the schedule fires next: the controller's word once it has seen the
+    current spec, else computed here from the spec (nothing before now, the
+    last run or the last resume: a resume never brings back a missed time)."""
+    if not enabled(body):
+        return None
     meta, spec = body["metadata"], body.get("spec") or {}
     status = body.get("status") or {}
+    if status.get("observedGeneration") == meta.get("generation") and meta.get("generation"):
+        return _when(status.get("nextScheduleTime"))
+    created = _when(meta.get("creationTimestamp")) or datetime.now(UTC)
+    try:
+        schedule = timing.from_spec(spec.get("schedule") or {}, created)
+    except ValueError:
+        return None
+    floor = [
+        now or datetime.now(UTC),
+        *(
+            t
+            for t in (
+                _when(status.get("lastScheduleTime")),
+                _when(status.get("lastSkippedTime")),
+                _when((meta.get("annotations") or {}).get(ANNOTATION_RESUMED_AT)),
+            )
+            if t is not None
+        ),
+    ]
+    return timing.next_after(schedule, max(floor))
+
+
+def schedule_message(body: Json) -> pb.TaskSchedule:
+    meta, spec = body["metadata"], body.get("spec") or {}
     sched = spec.get("schedule") or {}
     annotations = meta.get("annotations") or {}
     if sched.get("cron"):
@@ -386,11 +462,71 @@ def schedule_message(body: Json) -> pb.TaskSchedule:
         operation_type=kind,
         description=text,
     )
-    if enabled(body) and status.get("nextScheduleTime"):
-        out.next_run_at.CopyFrom(_ts(status["nextScheduleTime"]))
-    if status.get("lastScheduleTime"):
-        out.last_run_at.CopyFrom(_ts(status["lastScheduleTime"]))
+    upcoming = next_run(body)
+    if upcoming is not None:
+        out.next_run_at.FromDatetime(upcoming)
+    latest = last_run(body)
+    if latest is not None:
+        out.last_run_at.FromDatetime(latest)
     return out
+
+
+def _racks_of(taskspec: Json) -> dict[str, str] | None:
+    """rack -> Task name of a TaskSpec; None while it has not resolved its racks."""
+    status = taskspec.get("status") or {}
+    if status.get("racks") is None or status.get("tasksTruncated"):
+        return None
+    return {str(t["rack"]): str(t["name"]) for t in status.get("tasks") or []}
+
+
+def last_tasks(namespace: str, body: Json, taskspecs: Sequence[Json]) -> dict[str, uuid.UUID]:
+    """Per rack of the scope, the id of the Task of the newest firing that
+    included the rack (the original's last_task_id)."""
+    uid = body["metadata"].get("uid")
+    owned = [
+        ts
+        for ts in taskspecs
+        if any(ref.get("uid") == uid for ref in ts["metadata"].get("ownerReferences") or [])
+    ]
+    owned.sort(
+        key=lambda ts: (
+            (ts["metadata"].get("annotations") or {}).get(ANNOTATION_SCHEDULED_TIME) or "",
+            ts["metadata"].get("creationTimestamp") or "",
+        ),
+        reverse=True,
+    )
+    out: dict[str, uuid.UUID] = {}
+    for scope in _scopes(body):
+        rack = str(scope.get("rack") or "")
+        for ts in owned:
+            name = ts["metadata"]["name"]
+            resolved = _racks_of(ts)
+            if resolved is not None:
+                if rack in resolved:
+                    out[rack] = task_id(namespace, resolved[rack])
+                    break
+                continue
+            left_out = ((ts.get("spec") or {}).get("targets") or {}).get("excludeRacks") or ()
+            if rack not in left_out:  # not resolved yet: its Task will have this name
+                out[rack] = task_id(namespace, task_name(name, rack))
+                break
+    return out
+
+
+async def _scope_messages(
+    backend: Backend, body: Json, scopes: Sequence[Json] | None = None
+) -> list[pb.TaskScheduleScope]:
+    ns = backend.namespace
+    selector = f"{LABEL_SCHEDULE}={timing.label_value(body['metadata']['name'])}"
+    taskspecs = await retrying(
+        lambda: backend.kube.list(TASKSPECS, namespace=ns, label_selector=selector)
+    )
+    latest = last_tasks(ns, body, taskspecs)
+    sid = schedule_id_of(body)
+    return [
+        scope_message(sid, s, latest.get(str(s.get("rack") or "")))
+        for s in (_scopes(body) if scopes is None else scopes)
+    ]
 
 
 async def _all(backend: Backend) -> list[Json]:
@@ -417,6 +553,11 @@ async def _find(backend: Backend, msg: pb.UUID | None, field: str = "id") -> Jso
     return dict(live[0])
 
 
+async def find_schedule(backend: Backend, schedule_id: uuid.UUID) -> Json:
+    """The TaskSchedule with this v1 id; NotFound when there is none."""
+    return await _find(backend, pb.UUID(id=str(schedule_id)))
+
+
 async def _patch(backend: Backend, body: Json, patch: Json) -> Json:
     patch.setdefault("metadata", {}).setdefault("annotations", {})[ANNOTATION_UPDATED] = _now()
     name, ns = body["metadata"]["name"], backend.namespace
@@ -440,8 +581,13 @@ def _check_unique(existing: list[Json], name: str, but: str | None = None) -> No
 
 
 async def create_schedule(
-    backend: Backend, request: pb.CreateTaskScheduleRequest
+    backend: Backend,
+    request: pb.CreateTaskScheduleRequest,
+    *,
+    schedule_id: uuid.UUID | None = None,
+    suspend: bool = False,
 ) -> pb.TaskSchedule:
+    """`schedule_id` and `suspend`: what an import keeps of the original's schedule."""
     config = request.schedule
     name = _display_name(config.name)
     when = schedule_field(config.spec)
@@ -449,7 +595,7 @@ async def create_schedule(
     op = operation_request(request.operation)
     existing = await _all(backend)
     _check_unique(existing, name)
-    sid = str(uuid.uuid4())
+    sid = str(schedule_id or uuid.uuid4())
     async with backend.sessions() as session:
         scopes = await scopes_for(session, op.targets, sid)
         targets = await targets_of(session, scopes)
@@ -468,6 +614,8 @@ async def create_schedule(
         "overlapPolicy": overlap,
         "taskSpecTemplate": {"spec": op_spec},
     }
+    if suspend:
+        spec["suspend"] = True
     try:
         TaskScheduleSpec.model_validate(spec)
     except ValidationError as exc:
@@ -614,7 +762,14 @@ async def resume_schedule(
         raise FailedPrecondition(
             "this one-time schedule has already fired and cannot be resumed; create a new one"
         )
-    return schedule_message(await _patch(backend, body, {"spec": {"suspend": False}}))
+    if not (body.get("spec") or {}).get("suspend"):
+        return schedule_message(body)  # already enabled: no effect, as in the original
+    # from now on: whatever fell due while paused is not run late
+    patch = {
+        "metadata": {"annotations": {ANNOTATION_RESUMED_AT: _now()}},
+        "spec": {"suspend": False},
+    }
+    return schedule_message(await _patch(backend, body, patch))
 
 
 async def delete_schedule(backend: Backend, request: pb.DeleteTaskScheduleRequest) -> None:
@@ -627,10 +782,12 @@ async def delete_schedule(backend: Backend, request: pb.DeleteTaskScheduleReques
         raise NotFound(f"task schedule {schedule_id_of(body)} not found") from None
 
 
-async def ready_racks(session: AsyncSession, targets: Json) -> list[str]:
+async def ready_racks(session: AsyncSession, targets: Json, code: OperationCode) -> list[str]:
     """Racks that will get a Task (as in the operation RPCs)."""
     resolution = resolve_targets(targets, await load_for_targets(session, targets))
-    return sorted(name for name, cs in resolution.per_rack.items() if any(c.core_id for c in cs))
+    return sorted(
+        name for name, cs in resolution.per_rack.items() if any(addressable(code, c) for c in cs)
+    )
 
 
 async def trigger_schedule(
@@ -641,15 +798,18 @@ async def trigger_schedule(
         raise FailedPrecondition(
             "this one-time schedule has already fired; it cannot be triggered again"
         )
-    targets = body["spec"]["taskSpecTemplate"]["spec"]["targets"]
+    template = body["spec"]["taskSpecTemplate"]["spec"]
     async with backend.sessions() as session:
-        racks = await ready_racks(session, targets)
+        racks = await ready_racks(
+            session, template["targets"], OperationCode(template["operation"])
+        )
     if not racks:
         raise FailedPrecondition(
             "nothing to run: no rack in the schedule's scope has a component with a NICo Core id"
         )
     token = uuid.uuid4().hex
-    await _patch(backend, body, {"metadata": {"annotations": {ANNOTATION_TRIGGER_NOW: token}}})
+    annotations = {ANNOTATION_TRIGGER_NOW: token, ANNOTATION_TRIGGERED_AT: _now()}
+    await _patch(backend, body, {"metadata": {"annotations": annotations}})
     spec_name = timing.trigger_name(body["metadata"]["name"], token)
     return [task_id(backend.namespace, task_name(spec_name, r)) for r in racks]
 
@@ -695,8 +855,8 @@ async def add_scope(
     async with backend.sessions() as session:
         adding = await scopes_for(session, targets, sid)
     scopes, _, _ = merge_scopes(_scopes(body), adding)
-    await _write_scopes(backend, body, scopes)
-    return [scope_message(sid, s) for s in scopes]
+    updated = await _write_scopes(backend, body, scopes)
+    return await _scope_messages(backend, updated)
 
 
 async def remove_scope(backend: Backend, request: pb.RemoveTaskScheduleScopeRequest) -> None:
@@ -743,8 +903,8 @@ async def update_scopes(
             entry = dict(entry, createdAt=old.get("createdAt", entry["createdAt"]))
         result.append(entry)
     result.sort(key=lambda s: s["rack"])
-    await _write_scopes(backend, body, result)
-    return [scope_message(sid, s) for s in result], added, removed, updated
+    written = await _write_scopes(backend, body, result)
+    return await _scope_messages(backend, written), added, removed, updated
 
 
 async def list_scopes(
@@ -753,7 +913,7 @@ async def list_scopes(
     body = await _find(
         backend, request.schedule_id if request.HasField("schedule_id") else None, "schedule_id"
     )
-    return [scope_message(schedule_id_of(body), s) for s in _scopes(body)]
+    return await _scope_messages(backend, body)
 
 
 def _footprint(name: str, code: OperationCode, types: Sequence[str] | None) -> Footprint:

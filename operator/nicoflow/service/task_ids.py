@@ -12,7 +12,8 @@ and its object is gone.
 Task RPCs also accept a Task's Kubernetes UID (the archive's primary key).
 Should a Task name be reused (a TaskSpec deleted and re-created with the same
 name), the name-based id means the newest run; older runs are listed under
-their UID."""
+their UID. Tasks imported from the original service keep their id: their
+archive row is keyed by it and named `original-<id>`."""
 
 from __future__ import annotations
 
@@ -22,5 +23,21 @@ import uuid
 TASK_ID_NAMESPACE = uuid.UUID("6f1c2d6e-3b7a-5c1e-9a4f-0d2b8e7c5a31")
 
 
+IMPORTED_PREFIX = "original-"
+
+
 def task_id(namespace: str, name: str) -> uuid.UUID:
     return uuid.uuid5(TASK_ID_NAMESPACE, f"{namespace}/{name}")
+
+
+def imported_name(uid: uuid.UUID) -> str:
+    """The archive name of a task imported from the original service."""
+    return f"{IMPORTED_PREFIX}{uid}"
+
+
+def record_id(namespace: str, name: str, uid: str) -> uuid.UUID:
+    """The API id of a Task or archive row: the original's id for an imported
+    task, else the name-based id."""
+    if name.startswith(IMPORTED_PREFIX) and name == f"{IMPORTED_PREFIX}{uid}":
+        return uuid.UUID(uid)
+    return task_id(namespace, name)

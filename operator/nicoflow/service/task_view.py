@@ -84,10 +84,18 @@ class TaskRecord:
     stored_report: Mapping[str, Any] | None = None
     cancel_requested: bool = False
     archived: bool = False
+    # the OperationRule the Task ran (None for a built-in rule)
+    rule_name: str | None = None
 
     @property
     def active(self) -> bool:
         return self.phase in ACTIVE
+
+
+def _rule_name(rule: Any) -> str | None:
+    if not isinstance(rule, Mapping) or rule.get("source") in (None, "builtin"):
+        return None
+    return str(rule.get("name") or "") or None
 
 
 def from_task_object(body: Mapping[str, Any]) -> TaskRecord:
@@ -112,6 +120,7 @@ def from_task_object(body: Mapping[str, Any]) -> TaskRecord:
         operation=_code(spec.get("operation")),
         options=spec.get("options") or {},
         message=str(status.get("message") or ""),
+        description=str(spec.get("description") or ""),
         created_at=created,
         updated_at=updated,
         started_at=parse_time(status.get("startTime")),
@@ -120,6 +129,7 @@ def from_task_object(body: Mapping[str, Any]) -> TaskRecord:
         components=comps,
         stages=tuple(status.get("stages") or ()),
         cancel_requested=bool(spec.get("cancel")),
+        rule_name=_rule_name(spec.get("rule")),
     )
 
 
@@ -145,45 +155,42 @@ def from_history(row: TaskHistory) -> TaskRecord:
         stages=tuple(stages or ()),
         stored_report=report if isinstance(report, Mapping) and "version" in report else None,
         archived=True,
+        rule_name=_rule_name(row.applied_rule),
     )
 
 
 # --- operation text -------------------------------------------------------------------------
 
+# The original's text is its operation info's Description(): "<Op>, forced <bool>"
+# for power, "<Op>, target version <v>" for firmware, "rack bring-up" / "rack ingest".
 _POWER: dict[OperationCode, tuple[str, bool]] = {
     OperationCode.POWER_ON: ("PowerOn", False),
-    OperationCode.FORCE_POWER_ON: ("PowerOn", True),
+    OperationCode.FORCE_POWER_ON: ("ForcePowerOn", True),
     OperationCode.POWER_OFF: ("PowerOff", False),
-    OperationCode.FORCE_POWER_OFF: ("PowerOff", True),
+    OperationCode.FORCE_POWER_OFF: ("ForcePowerOff", True),
     OperationCode.RESTART: ("Restart", False),
-    OperationCode.FORCE_RESTART: ("Restart", True),
+    OperationCode.FORCE_RESTART: ("ForceRestart", True),
     OperationCode.WARM_RESET: ("WarmReset", False),
     OperationCode.COLD_RESET: ("ColdReset", False),
 }
-_OTHER = {
+_FIRMWARE = {
     OperationCode.UPGRADE: "FirmwareUpgrade",
     OperationCode.DOWNGRADE: "FirmwareDowngrade",
     OperationCode.ROLLBACK: "FirmwareRollback",
-    OperationCode.BRING_UP: "BringUp",
-    OperationCode.INGEST: "Ingest",
 }
+_BRING_UP = {OperationCode.BRING_UP: "rack bring-up", OperationCode.INGEST: "rack ingest"}
 
 
 def operation_text(code: OperationCode | None, options: Mapping[str, Any]) -> str:
-    """Human text as the original showed it, e.g. "PowerOff, forced true"."""
+    """Human text as the original showed it, e.g. "ForcePowerOff, forced true"."""
     if code is None:
         return ""
     if code in _POWER:
         name, forced = _POWER[code]
         return f"{name}, forced {str(forced).lower()}"
-    text = _OTHER[code]
-    version = options.get("targetVersion")
-    if version:
-        text += f", target_version {version}"
-    subs = options.get("subTargets")
-    if subs:
-        text += f", sub_targets {','.join(subs)}"
-    return text
+    if code in _FIRMWARE:
+        return f"{_FIRMWARE[code]}, target version {options.get('targetVersion') or ''}"
+    return _BRING_UP[code]
 
 
 # --- report ---------------------------------------------------------------------------------
@@ -225,16 +232,25 @@ def _step(step: Mapping[str, Any]) -> dict[str, Any]:
     error = str(step.get("error") or "")
     if step.get("phase") == "Cancelled" and started is not None and not error:
         error = "cancelled"
-    return {
-        "component_type": _display_type(step.get("componentType")),
-        "status": status,
-        "total_components": int(step.get("total") or len(comps)),
-        "completed_components": int(step.get("succeeded") or _count(comps, "Succeeded")),
-        "failed_components": int(step.get("failed") or _count(comps, "Failed")),
-        "started_at": rfc3339(started),
-        "finished_at": rfc3339(parse_time(step.get("finishedAt"))),
-        "error": error[:MAX_ERROR],
-    }
+    return _omit_empty(
+        {
+            "component_type": _display_type(step.get("componentType")),
+            "status": status,
+            "total_components": int(step.get("total") or len(comps)),
+            "completed_components": int(step.get("succeeded") or _count(comps, "Succeeded")),
+            "failed_components": int(step.get("failed") or _count(comps, "Failed")),
+            "started_at": rfc3339(started),
+            "finished_at": rfc3339(parse_time(step.get("finishedAt"))),
+            "error": error[:MAX_ERROR],
+        },
+        keep=("component_type", "status"),
+    )
+
+
+def _omit_empty(fields: dict[str, Any], keep: tuple[str, ...]) -> dict[str, Any]:
+    """Leave out zero, empty and unset fields, as the original's JSON tags
+    (omitempty) did; `keep` are always written."""
+    return {k: v for k, v in fields.items() if k in keep or v not in (None, "", 0)}
 
 
 def build_report(record: TaskRecord) -> dict[str, Any]:
@@ -252,18 +268,24 @@ def build_report(record: TaskRecord) -> dict[str, Any]:
         if status == "failed" and not first_error:
             first_error = error or "stage failed"
         stages.append(
-            {
-                "number": int(stage.get("number") or len(stages) + 1),
-                "status": status,
-                "steps": [_step(s) for s in stage.get("steps") or []],
-                "started_at": rfc3339(started),
-                "finished_at": rfc3339(parse_time(stage.get("finishedAt"))),
-                "error": error[:MAX_ERROR],
-            }
+            _omit_empty(
+                {
+                    "number": int(stage.get("number") or len(stages) + 1),
+                    "status": status,
+                    "steps": [_step(s) for s in stage.get("steps") or []],
+                    "started_at": rfc3339(started),
+                    "finished_at": rfc3339(parse_time(stage.get("finishedAt"))),
+                    "error": error[:MAX_ERROR],
+                },
+                keep=("number", "status", "steps"),
+            )
         )
     if not first_error and record.phase is TaskPhase.FAILED:
         first_error = record.message
-    return {"version": REPORT_VERSION, "stages": stages, "error": first_error[:MAX_ERROR]}
+    return _omit_empty(
+        {"version": REPORT_VERSION, "stages": stages, "error": first_error[:MAX_ERROR]},
+        keep=("version", "stages"),
+    )
 
 
 # --- message --------------------------------------------------------------------------------
@@ -275,6 +297,17 @@ def _ts(value: datetime) -> Timestamp:
     return ts
 
 
+def executor_type(record: TaskRecord) -> pb.TaskExecutorType.ValueType:
+    """TEMPORAL once the Task was handed to its executor (the operator's engine,
+    here; the original's only executor was Temporal, and its clients read
+    TEMPORAL as "dispatched"); UNKNOWN while it waits, or when it never ran."""
+    if record.phase is TaskPhase.WAITING:
+        return pb.TASK_EXECUTOR_TYPE_UNKNOWN
+    if record.phase.finished and record.started_at is None:
+        return pb.TASK_EXECUTOR_TYPE_UNKNOWN
+    return pb.TASK_EXECUTOR_TYPE_TEMPORAL
+
+
 def task_message(
     record: TaskRecord,
     api_id: uuid.UUID,
@@ -283,19 +316,23 @@ def task_message(
     component_ids: Sequence[str],
     description: str,
     with_report: bool,
+    applied_rule_id: uuid.UUID | None = None,
 ) -> pb.Task:
     msg = pb.Task(
         id=pb.UUID(id=str(api_id)),
         operation=operation_text(record.operation, record.options),
         component_uuids=[pb.UUID(id=c) for c in component_ids],
-        description=description or record.description,
+        description=record.description or description,
         execution_id=json.dumps(
             {"workflow_id": f"{record.namespace}/{record.name}", "run_id": record.uid},
             separators=(",", ":"),
         ),
         status=task_status(record.phase),
         message=record.message,
+        executor_type=executor_type(record),
     )
+    if applied_rule_id is not None:
+        msg.applied_rule_id.id = str(applied_rule_id)
     if rack_id is not None:
         msg.rack_id.id = str(rack_id)
     if record.created_at is not None:

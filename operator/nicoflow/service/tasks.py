@@ -24,11 +24,12 @@ from nicoflow._proto.flow.v1 import flow_pb2 as pb
 from nicoflow.domain.types import ComponentType, TaskPhase
 from nicoflow.inventory.models import Component, Rack, TaskHistory
 from nicoflow.kube.client import NotFound as KubeNotFound
-from nicoflow.kube.resources import LABEL_RACK, TASKS, TASKSPECS
+from nicoflow.kube.resources import LABEL_RACK, RULES, TASKS, TASKSPECS
 from nicoflow.service.backend import Backend
 from nicoflow.service.errors import FailedPrecondition, NotFound
 from nicoflow.service.kuberetry import retrying
-from nicoflow.service.task_ids import task_id
+from nicoflow.service.rules import rule_id_of
+from nicoflow.service.task_ids import record_id, task_id
 from nicoflow.service.task_view import (
     ACTIVE,
     TaskRecord,
@@ -74,13 +75,13 @@ def assign_ids(records: Sequence[TaskRecord]) -> list[tuple[TaskRecord, uuid.UUI
     name, the UID for older runs of a reused name (within `records`)."""
     newest: dict[uuid.UUID, TaskRecord] = {}
     for r in records:
-        key = task_id(r.namespace, r.name)
+        key = record_id(r.namespace, r.name, r.uid)
         best = newest.get(key)
         if best is None or _created_key(r) > _created_key(best):
             newest[key] = r
     out = []
     for r in records:
-        key = task_id(r.namespace, r.name)
+        key = record_id(r.namespace, r.name, r.uid)
         out.append((r, key if newest[key] is r else _uid_or(r, key)))
     return out
 
@@ -108,6 +109,15 @@ async def _descriptions(backend: Backend, records: Sequence[TaskRecord]) -> dict
         return name, str((body.get("spec") or {}).get("description") or "")
 
     return dict(await asyncio.gather(*(one(n) for n in names)))
+
+
+async def _rule_ids(backend: Backend, names: set[str]) -> dict[str, uuid.UUID]:
+    """v1 ids of the OperationRules named (a deleted rule has none, as the
+    original's applied_rule_id went NULL with its rule)."""
+    if not names:
+        return {}
+    rules = await retrying(lambda: backend.kube.list(RULES))
+    return {b["metadata"]["name"]: rule_id_of(b) for b in rules if b["metadata"]["name"] in names}
 
 
 async def _messages(
@@ -139,7 +149,8 @@ async def _messages(
             )
         ).all():
             comp_ids[(rack, ComponentType(ctype).value, cname)] = str(cid)
-    descriptions = await _descriptions(backend, live)
+    descriptions = await _descriptions(backend, [r for r in live if not r.description])
+    rule_ids = await _rule_ids(backend, {r.rule_name for r, _ in located if r.rule_name})
     out = []
     for record, api_id in located:
         if record.archived:
@@ -162,6 +173,7 @@ async def _messages(
                 component_ids=components,
                 description=description,
                 with_report=with_report,
+                applied_rule_id=rule_ids.get(record.rule_name or ""),
             )
         )
     return out

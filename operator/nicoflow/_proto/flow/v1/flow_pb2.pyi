@@ -389,6 +389,7 @@ class _OverlapPolicyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Overlap
     OVERLAP_POLICY_UNSPECIFIED: _OverlapPolicy.ValueType  # 0
     """Same as SKIP."""
     OVERLAP_POLICY_SKIP: _OverlapPolicy.ValueType  # 1
+    """Leave out the racks whose task from an earlier firing is unfinished."""
     OVERLAP_POLICY_QUEUE: _OverlapPolicy.ValueType  # 2
     """Submit anyway and let the task queue behind the active one."""
 
@@ -398,6 +399,7 @@ class OverlapPolicy(_OverlapPolicy, metaclass=_OverlapPolicyEnumTypeWrapper):
 OVERLAP_POLICY_UNSPECIFIED: OverlapPolicy.ValueType  # 0
 """Same as SKIP."""
 OVERLAP_POLICY_SKIP: OverlapPolicy.ValueType  # 1
+"""Leave out the racks whose task from an earlier firing is unfinished."""
 OVERLAP_POLICY_QUEUE: OverlapPolicy.ValueType  # 2
 """Submit anyway and let the task queue behind the active one."""
 Global___OverlapPolicy: _TypeAlias = OverlapPolicy  # noqa: Y015
@@ -518,24 +520,6 @@ OPERATION_RUN_SAFETY_GATE_SCOPE_UNKNOWN: OperationRunSafetyGateScope.ValueType  
 OPERATION_RUN_SAFETY_GATE_SCOPE_CURRENT_PHASE: OperationRunSafetyGateScope.ValueType  # 1
 OPERATION_RUN_SAFETY_GATE_SCOPE_CUMULATIVE_RUN: OperationRunSafetyGateScope.ValueType  # 2
 Global___OperationRunSafetyGateScope: _TypeAlias = OperationRunSafetyGateScope  # noqa: Y015
-
-class _OperationRunInclusiveScopeComposition:
-    ValueType = _typing.NewType("ValueType", _builtins.int)
-    V: _TypeAlias = ValueType  # noqa: Y015
-
-class _OperationRunInclusiveScopeCompositionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OperationRunInclusiveScopeComposition.ValueType], _builtins.type):
-    DESCRIPTOR: _descriptor.EnumDescriptor
-    OPERATION_RUN_INCLUSIVE_SCOPE_COMPOSITION_UNKNOWN: _OperationRunInclusiveScopeComposition.ValueType  # 0
-    OPERATION_RUN_INCLUSIVE_SCOPE_COMPOSITION_INTERSECT: _OperationRunInclusiveScopeComposition.ValueType  # 1
-    OPERATION_RUN_INCLUSIVE_SCOPE_COMPOSITION_UNION: _OperationRunInclusiveScopeComposition.ValueType  # 2
-
-class OperationRunInclusiveScopeComposition(_OperationRunInclusiveScopeComposition, metaclass=_OperationRunInclusiveScopeCompositionEnumTypeWrapper):
-    """How two inclusive candidate sources combine; UNKNOWN means INTERSECT."""
-
-OPERATION_RUN_INCLUSIVE_SCOPE_COMPOSITION_UNKNOWN: OperationRunInclusiveScopeComposition.ValueType  # 0
-OPERATION_RUN_INCLUSIVE_SCOPE_COMPOSITION_INTERSECT: OperationRunInclusiveScopeComposition.ValueType  # 1
-OPERATION_RUN_INCLUSIVE_SCOPE_COMPOSITION_UNION: OperationRunInclusiveScopeComposition.ValueType  # 2
-Global___OperationRunInclusiveScopeComposition: _TypeAlias = OperationRunInclusiveScopeComposition  # noqa: Y015
 
 @_typing.final
 class UUID(_message.Message):
@@ -1079,9 +1063,82 @@ class ComponentTypes(_message.Message):
 Global___ComponentTypes: _TypeAlias = ComponentTypes  # noqa: Y015
 
 @_typing.final
+class ComponentFilter(_message.Message):
+    """Which components of a rack, as asked for: by type or one by one."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPES_FIELD_NUMBER: _builtins.int
+    COMPONENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def types(self) -> Global___ComponentTypes: ...
+    @_builtins.property
+    def components(self) -> Global___ComponentTargets: ...
+    def __init__(
+        self,
+        *,
+        types: Global___ComponentTypes | None = ...,
+        components: Global___ComponentTargets | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["components", b"components", "filter", b"filter", "types", b"types"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["components", b"components", "filter", b"filter", "types", b"types"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_filter: _TypeAlias = _typing.Literal["types", "components"]  # noqa: Y015
+    _WhichOneofArgType_filter: _TypeAlias = _typing.Literal["filter", b"filter"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_filter) -> _WhichOneofReturnType_filter | None: ...
+
+Global___ComponentFilter: _TypeAlias = ComponentFilter  # noqa: Y015
+
+@_typing.final
+class ComponentsByType(_message.Message):
+    """Components chosen for a run, grouped by type."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUPS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def groups(self) -> _containers.RepeatedCompositeFieldContainer[Global___ComponentsForType]: ...
+    def __init__(
+        self,
+        *,
+        groups: _abc.Iterable[Global___ComponentsForType] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["groups", b"groups"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ComponentsByType: _TypeAlias = ComponentsByType  # noqa: Y015
+
+@_typing.final
+class ComponentsForType(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    COMPONENT_IDS_FIELD_NUMBER: _builtins.int
+    type: Global___ComponentType.ValueType
+    @_builtins.property
+    def component_ids(self) -> _containers.RepeatedCompositeFieldContainer[Global___UUID]: ...
+    def __init__(
+        self,
+        *,
+        type: Global___ComponentType.ValueType = ...,
+        component_ids: _abc.Iterable[Global___UUID] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["component_ids", b"component_ids", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ComponentsForType: _TypeAlias = ComponentsForType  # noqa: Y015
+
+@_typing.final
 class RackTarget(_message.Message):
-    """One rack, by UUID or name. An empty component_types list means every
-    component of the rack.
+    """One rack, by UUID or name (the name it was created with). An empty
+    component_types list means every component of the rack.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -4647,34 +4704,30 @@ Global___OperationRunConflictRetryPolicy: _TypeAlias = OperationRunConflictRetry
 
 @_typing.final
 class OperationRunTargetScope(_message.Message):
-    """Builds the candidate racks from the operation's target_spec and from the
-    targets of earlier runs, each either included or subtracted.
+    """Narrows the candidate racks: the racks of earlier runs are left out, and
+    without a target_spec on the operation, the components of every eligible
+    rack can be narrowed.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    EXCLUDE_TARGET_SPEC_FIELD_NUMBER: _builtins.int
-    OPERATION_RUN_IDS_FIELD_NUMBER: _builtins.int
-    EXCLUDE_OPERATION_RUN_TARGETS_FIELD_NUMBER: _builtins.int
-    INCLUSIVE_SCOPE_COMPOSITION_FIELD_NUMBER: _builtins.int
-    exclude_target_spec: _builtins.bool
-    """Subtract target_spec from all eligible racks instead of using it as the set."""
-    exclude_operation_run_targets: _builtins.bool
-    """Subtract the earlier runs' targets instead of including them."""
-    inclusive_scope_composition: Global___OperationRunInclusiveScopeComposition.ValueType
+    EXCLUDE_OPERATION_RUN_IDS_FIELD_NUMBER: _builtins.int
+    DEFAULT_SCOPE_COMPONENT_FILTER_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def operation_run_ids(self) -> _containers.RepeatedCompositeFieldContainer[Global___UUID]: ...
+    def exclude_operation_run_ids(self) -> _containers.RepeatedCompositeFieldContainer[Global___UUID]: ...
+    @_builtins.property
+    def default_scope_component_filter(self) -> Global___ComponentFilter:
+        """Only when the operation has no target_spec."""
+
     def __init__(
         self,
         *,
-        exclude_target_spec: _builtins.bool = ...,
-        operation_run_ids: _abc.Iterable[Global___UUID] | None = ...,
-        exclude_operation_run_targets: _builtins.bool = ...,
-        inclusive_scope_composition: Global___OperationRunInclusiveScopeComposition.ValueType = ...,
+        exclude_operation_run_ids: _abc.Iterable[Global___UUID] | None = ...,
+        default_scope_component_filter: Global___ComponentFilter | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["default_scope_component_filter", b"default_scope_component_filter"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["exclude_operation_run_targets", b"exclude_operation_run_targets", "exclude_target_spec", b"exclude_target_spec", "inclusive_scope_composition", b"inclusive_scope_composition", "operation_run_ids", b"operation_run_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_scope_component_filter", b"default_scope_component_filter", "exclude_operation_run_ids", b"exclude_operation_run_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -4941,8 +4994,7 @@ class OperationRunTarget(_message.Message):
     TASK_ID_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
-    TYPES_FIELD_NUMBER: _builtins.int
-    COMPONENTS_FIELD_NUMBER: _builtins.int
+    COMPONENTS_BY_TYPE_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     sequence_index: _builtins.int
@@ -4960,9 +5012,7 @@ class OperationRunTarget(_message.Message):
         """Unset until the rack's task is submitted."""
 
     @_builtins.property
-    def types(self) -> Global___ComponentTypes: ...
-    @_builtins.property
-    def components(self) -> Global___ComponentTargets: ...
+    def components_by_type(self) -> Global___ComponentsByType: ...
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -4978,17 +5028,14 @@ class OperationRunTarget(_message.Message):
         task_id: Global___UUID | None = ...,
         status: Global___OperationRunTargetStatus.ValueType = ...,
         message: _builtins.str = ...,
-        types: Global___ComponentTypes | None = ...,
-        components: Global___ComponentTargets | None = ...,
+        components_by_type: Global___ComponentsByType | None = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["component_filter", b"component_filter", "components", b"components", "created_at", b"created_at", "id", b"id", "operation_run_id", b"operation_run_id", "rack_id", b"rack_id", "task_id", b"task_id", "types", b"types", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["components_by_type", b"components_by_type", "created_at", b"created_at", "id", b"id", "operation_run_id", b"operation_run_id", "rack_id", b"rack_id", "task_id", b"task_id", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["component_filter", b"component_filter", "components", b"components", "created_at", b"created_at", "id", b"id", "message", b"message", "operation_run_id", b"operation_run_id", "phase_index", b"phase_index", "rack_id", b"rack_id", "sequence_index", b"sequence_index", "status", b"status", "task_id", b"task_id", "types", b"types", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["components_by_type", b"components_by_type", "created_at", b"created_at", "id", b"id", "message", b"message", "operation_run_id", b"operation_run_id", "phase_index", b"phase_index", "rack_id", b"rack_id", "sequence_index", b"sequence_index", "status", b"status", "task_id", b"task_id", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_component_filter: _TypeAlias = _typing.Literal["types", "components"]  # noqa: Y015
-    _WhichOneofArgType_component_filter: _TypeAlias = _typing.Literal["component_filter", b"component_filter"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType_component_filter) -> _WhichOneofReturnType_component_filter | None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___OperationRunTarget: _TypeAlias = OperationRunTarget  # noqa: Y015

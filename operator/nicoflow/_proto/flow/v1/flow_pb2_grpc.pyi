@@ -12,10 +12,10 @@ Docs: docs/grpc-api.md is generated from this file by hack/gen_api_docs.py.
 """
 
 from collections import abc as _abc
-from nicoflow._proto.flow.v1 import flow_pb2 as _flow_pb2
 from google.protobuf import empty_pb2 as _empty_pb2
 from grpc import aio as _aio
 import abc as _abc_1
+from nicoflow._proto.flow.v1 import flow_pb2 as _flow_pb2
 import grpc as _grpc
 import sys
 import typing as _typing
@@ -163,11 +163,15 @@ class FlowStub:
     PauseTaskSchedule: _grpc.UnaryUnaryMultiCallable[_flow_pb2.PauseTaskScheduleRequest, _flow_pb2.TaskSchedule]
     """Stops a schedule from firing until resumed."""
     ResumeTaskSchedule: _grpc.UnaryUnaryMultiCallable[_flow_pb2.ResumeTaskScheduleRequest, _flow_pb2.TaskSchedule]
-    """Re-enables a paused schedule from now on."""
+    """Re-enables a paused schedule: it next fires at its first time after now;
+    what fell due while it was paused is not run.
+    """
     DeleteTaskSchedule: _grpc.UnaryUnaryMultiCallable[_flow_pb2.DeleteTaskScheduleRequest, _empty_pb2.Empty]
     """Deletes a schedule and its scope; running tasks go on."""
     TriggerTaskSchedule: _grpc.UnaryUnaryMultiCallable[_flow_pb2.TriggerTaskScheduleRequest, _flow_pb2.SubmitTaskResponse]
-    """Fires a schedule now, whatever its next run time or enabled flag."""
+    """Fires a schedule now, whatever its next run time or enabled flag (a
+    one-time schedule is then used up).
+    """
     AddTaskScheduleScope: _grpc.UnaryUnaryMultiCallable[_flow_pb2.AddTaskScheduleScopeRequest, _flow_pb2.AddTaskScheduleScopeResponse]
     """Adds racks (or components, grouped by rack) to a schedule's scope."""
     RemoveTaskScheduleScope: _grpc.UnaryUnaryMultiCallable[_flow_pb2.RemoveTaskScheduleScopeRequest, _empty_pb2.Empty]
@@ -322,11 +326,15 @@ class FlowAsyncStub(FlowStub):
     PauseTaskSchedule: _aio.UnaryUnaryMultiCallable[_flow_pb2.PauseTaskScheduleRequest, _flow_pb2.TaskSchedule]  # type: ignore[assignment]
     """Stops a schedule from firing until resumed."""
     ResumeTaskSchedule: _aio.UnaryUnaryMultiCallable[_flow_pb2.ResumeTaskScheduleRequest, _flow_pb2.TaskSchedule]  # type: ignore[assignment]
-    """Re-enables a paused schedule from now on."""
+    """Re-enables a paused schedule: it next fires at its first time after now;
+    what fell due while it was paused is not run.
+    """
     DeleteTaskSchedule: _aio.UnaryUnaryMultiCallable[_flow_pb2.DeleteTaskScheduleRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """Deletes a schedule and its scope; running tasks go on."""
     TriggerTaskSchedule: _aio.UnaryUnaryMultiCallable[_flow_pb2.TriggerTaskScheduleRequest, _flow_pb2.SubmitTaskResponse]  # type: ignore[assignment]
-    """Fires a schedule now, whatever its next run time or enabled flag."""
+    """Fires a schedule now, whatever its next run time or enabled flag (a
+    one-time schedule is then used up).
+    """
     AddTaskScheduleScope: _aio.UnaryUnaryMultiCallable[_flow_pb2.AddTaskScheduleScopeRequest, _flow_pb2.AddTaskScheduleScopeResponse]  # type: ignore[assignment]
     """Adds racks (or components, grouped by rack) to a schedule's scope."""
     RemoveTaskScheduleScope: _aio.UnaryUnaryMultiCallable[_flow_pb2.RemoveTaskScheduleScopeRequest, _empty_pb2.Empty]  # type: ignore[assignment]
@@ -754,7 +762,9 @@ class FlowServicer(metaclass=_abc_1.ABCMeta):
         request: _flow_pb2.ResumeTaskScheduleRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_flow_pb2.TaskSchedule, _abc.Awaitable[_flow_pb2.TaskSchedule]]:
-        """Re-enables a paused schedule from now on."""
+        """Re-enables a paused schedule: it next fires at its first time after now;
+        what fell due while it was paused is not run.
+        """
 
     @_abc_1.abstractmethod
     def DeleteTaskSchedule(
@@ -770,7 +780,9 @@ class FlowServicer(metaclass=_abc_1.ABCMeta):
         request: _flow_pb2.TriggerTaskScheduleRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_flow_pb2.SubmitTaskResponse, _abc.Awaitable[_flow_pb2.SubmitTaskResponse]]:
-        """Fires a schedule now, whatever its next run time or enabled flag."""
+        """Fires a schedule now, whatever its next run time or enabled flag (a
+        one-time schedule is then used up).
+        """
 
     @_abc_1.abstractmethod
     def AddTaskScheduleScope(

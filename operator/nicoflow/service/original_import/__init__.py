@@ -1,0 +1,1 @@
+"""`flow import-original`: move a site from the original service's PostgreSQL."""
