@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from nicoflow.api import operation_rule, rack, task, task_schedule, task_spec
+from nicoflow.api import admission, operation_rule, rack, task, task_schedule, task_spec
 from nicoflow.api.common import GROUP, TEMPLATE_MARKER, VERSION, CrdInfo
 from nicoflow.api.rule_schema import SCHEMA_EXTRAS
 
@@ -271,9 +271,13 @@ def peering_crd() -> dict[str, Any]:
 @functools.cache
 def _render_all() -> tuple[tuple[str, str], ...]:
     peering = yaml.safe_dump(peering_crd(), sort_keys=True, default_flow_style=False, width=100)
+    policies = yaml.safe_dump(
+        admission.as_list(), sort_keys=True, default_flow_style=False, width=100
+    )
     return (
         *((filename(info), render(info)) for info in KINDS),
         ("clusterkopfpeerings.kopf.dev.yaml", HEADER + peering),
+        (admission.FILENAME, HEADER + policies),
     )
 
 
