@@ -41,7 +41,7 @@ from nicoflow.inventory.models import (
 )
 
 FLOW = Path(sys.executable).with_name("flow")
-HEAD = "0002"
+HEAD = "0004"
 TABLES = {"nvl_domain", "rack", "component", "bmc", "component_drift", "task_history", "sync_state"}
 
 
@@ -137,7 +137,7 @@ def test_0002_adds_and_removes_its_columns_and_keeps_the_rows(
     assert "rack_id" not in _columns(engine, "component_drift")
 
     up = migrate.upgrade(database_url)
-    assert (up.before, up.after) == ("0001", "0002")
+    assert (up.before, up.after) == ("0001", HEAD)
     assert {"nvos_ip", "leak_since"} <= _columns(engine, "component")
     fks = {fk["name"]: fk for fk in inspect(engine).get_foreign_keys("component_drift")}
     assert fks["fk_component_drift_rack_id_rack"]["options"]["ondelete"] == "SET NULL"
@@ -152,15 +152,24 @@ def test_0002_adds_and_removes_its_columns_and_keeps_the_rows(
         conn.execute(text("UPDATE component SET nvos_ip = '10.0.0.9', leak_since = now()"))
 
     down = migrate.downgrade(database_url, "0001")
-    assert (down.before, down.after) == ("0002", "0001")
+    assert (down.before, down.after) == (HEAD, "0001")
     assert "rack_id" not in _columns(engine, "component_drift")
     assert not {"nvos_ip", "leak_since"} & _columns(engine, "component")
     with engine.connect() as conn:
         assert conn.scalar(text("SELECT count(*) FROM component_drift")) == 1
         assert conn.scalar(text("SELECT count(*) FROM component")) == 1
 
-    assert migrate.upgrade(database_url).after == "0002"
+    assert migrate.upgrade(database_url).after == HEAD
     assert "rack_id" in _columns(engine, "component_drift")
+
+
+def test_0004_archived_tasks_record_who_asked(database_url: str, engine: Engine) -> None:
+    migrate.migrate_to(database_url, "0002")
+    assert "requested_by" not in _columns(engine, "task_history")
+    assert migrate.upgrade(database_url).after == "0004"
+    assert "requested_by" in _columns(engine, "task_history")
+    assert migrate.downgrade(database_url, "0002").after == "0002"
+    assert "requested_by" not in _columns(engine, "task_history")
 
 
 def test_purging_a_rack_unplaces_its_unexpected_drift(migrated: Engine) -> None:
@@ -571,7 +580,7 @@ def test_flow_db_cli_up_and_down(database_url: str, engine: Engine) -> None:
     hist = _flow("db", "history", "--database-url", database_url)
     assert hist.returncode == 0, hist.stderr
     assert "base -> 0001:" in hist.stdout
-    assert f"0001 -> {HEAD} (head, current)" in hist.stdout
+    assert f"0002 -> {HEAD} (head, current)" in hist.stdout
 
     down = _flow("db", "migrate", "--to", "base", "--database-url", database_url)
     assert down.returncode == 0, down.stderr

@@ -148,6 +148,12 @@ def test_names_and_scopes() -> None:
         "TaskSpec": ("taskspecs", "Namespaced", ("ts",), "taskspecs.flow.nico.io"),
         "Task": ("tasks", "Namespaced", ("ftask", "ftasks"), "tasks.flow.nico.io"),
         "TaskSchedule": ("taskschedules", "Namespaced", ("tsched",), "taskschedules.flow.nico.io"),
+        "RackAccessPolicy": (
+            "rackaccesspolicies",
+            "Cluster",
+            ("rap", "raps"),
+            "rackaccesspolicies.flow.nico.io",
+        ),
     }
 
 

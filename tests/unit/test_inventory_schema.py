@@ -71,8 +71,9 @@ def test_single_linear_head(scripts: ScriptDirectory) -> None:
         ("0001", "head", "up"),
         ("0001", "0001", "none"),
         ("0001", "base", "down"),
-        ("0002", "head", "none"),
+        ("0002", "head", "up"),
         ("0002", "0001", "down"),
+        ("0004", "head", "none"),
     ],
 )
 def test_plan_direction(

@@ -239,3 +239,19 @@ def policies() -> list[Json]:
 
 def as_list() -> Json:
     return {"apiVersion": "v1", "kind": "List", "items": policies()}
+
+
+REQUESTER_MAX = 512
+
+
+def requester(metadata: dict[str, Any]) -> str | None:
+    """Who asked for an object, from its audit annotations: the identity vouched
+    for (on-behalf-of) and through whom, or the Kubernetes user who created it.
+    None when neither is there (the policies are not installed)."""
+    annotations = metadata.get("annotations") or {}
+    by = str(annotations.get(ANNOTATION_REQUESTED_BY) or "")
+    on_behalf_of = str(annotations.get(ANNOTATION_ON_BEHALF_OF) or "")
+    who = by
+    if on_behalf_of:
+        who = f"{on_behalf_of} (via {by})" if by else on_behalf_of
+    return who[:REQUESTER_MAX] or None

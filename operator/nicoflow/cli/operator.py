@@ -110,6 +110,21 @@ import click
     show_default=True,
     help="Namespace of the force_power_off TaskSpecs created for leaks.",
 )
+@click.option(
+    "--platform-namespace",
+    envvar="FLOW_PLATFORM_NAMESPACE",
+    default=None,
+    help="nico-flow's own namespace: while no RackAccessPolicy exists, only it (and the "
+    "leak namespace) may operate (default: POD_NAMESPACE, else the one --namespace, "
+    "else nico-flow).",
+)
+@click.option(
+    "--platform-grant/--no-platform-grant",
+    default=True,
+    show_default=True,
+    help="The platform and leak namespaces may run every operation on every rack, whatever "
+    "the RackAccessPolicies say (without it they need a policy once any exists).",
+)
 @click.option("--alert-webhook", default=None, help="POST alerts as JSON to this URL.")
 @click.option(
     "--metrics-port",
@@ -160,6 +175,8 @@ def operator(
     inventory_interval: float,
     mirror_expected_racks: bool,
     leak_namespace: str,
+    platform_namespace: str | None,
+    platform_grant: bool,
     alert_webhook: str | None,
     metrics_port: int | None,
     otlp_endpoint: str | None,
@@ -206,6 +223,12 @@ def operator(
     handlers.OPTIONS.ttl_sweep_seconds = ttl_sweep
     handlers.OPTIONS.inventory_interval = inventory_interval
     handlers.OPTIONS.leak_namespace = leak_namespace
+    handlers.OPTIONS.platform_namespace = (
+        platform_namespace
+        or os.environ.get("POD_NAMESPACE")
+        or (namespaces[0] if len(namespaces) == 1 else "nico-flow")
+    )
+    handlers.OPTIONS.platform_grant = platform_grant
     handlers.OPTIONS.mirror_expected_racks = mirror_expected_racks
     handlers.OPTIONS.alert_webhook = alert_webhook
     handlers.OPTIONS.metrics_port = metrics_port

@@ -134,6 +134,15 @@ async def rack_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
     _runtime(memo).racks.observe(event.get("type") or "ADDED", dict(event["object"]))
 
 
+@kopf.on.event(GROUP, VERSION, "rackaccesspolicies")
+async def access_policy_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+    access = _runtime(memo).access
+    etype, body = event.get("type") or "ADDED", dict(event["object"])
+    access.observe(etype, body)
+    if etype != "DELETED":
+        await access.acknowledge(body)
+
+
 @kopf.on.probe(id="tasks")
 def tasks_probe(memo: Any, **_: Any) -> dict[str, int]:
     runtime = getattr(memo, "runtime", None)

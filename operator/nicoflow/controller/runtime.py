@@ -18,11 +18,13 @@ from nicoflow.controller import expectations, metrics
 from nicoflow.controller.actuator import Actuator
 from nicoflow.controller.alerts import AlertRouter, LogSink, WebhookSink
 from nicoflow.controller.inventory_sync import InventorySyncer
+from nicoflow.controller.ownership import TaskGuard
 from nicoflow.controller.rack_mirror import RackController
 from nicoflow.controller.rules import RuleCache
 from nicoflow.controller.schedules import ScheduleController
 from nicoflow.controller.tasks import Settings, TaskManager
 from nicoflow.controller.taskspecs import TaskSpecController
+from nicoflow.controller.tenancy import AccessPolicies
 from nicoflow.core.client import CoreClient
 from nicoflow.core.config import ComponentManagerConfig, load_config
 from nicoflow.core.managers.registry import ManagerRegistry, core_settings
@@ -48,6 +50,10 @@ class Options:
     resolve_grace_seconds: float = 30.0
     inventory_interval: float = 60.0  # 0 = no inventory sync
     leak_namespace: str = "nico-flow"
+    # nico-flow's own namespace: with no RackAccessPolicy at all, only it (and
+    # the leak namespace) may operate
+    platform_namespace: str = "nico-flow"
+    platform_grant: bool = True  # it may always operate on every rack
     mirror_expected_racks: bool = False
     alert_webhook: str | None = None
     alert_webhook_timeout: float = 5.0
@@ -68,6 +74,7 @@ class Runtime:
     alerts: AlertRouter
     schedules: ScheduleController
     racks: RackController
+    access: AccessPolicies
     _background: list[asyncio.Task[None]] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -103,6 +110,15 @@ class Runtime:
             async with sessions() as session:
                 return await queries.load_for_targets(session, targets)
 
+        async def load_racks(names: list[str]) -> Sequence[InventoryRack]:
+            return await load_inventory({"racks": names})
+
+        access = AccessPolicies(
+            kube,
+            (opts.platform_namespace, opts.leak_namespace),
+            platform_grant=opts.platform_grant,
+        )
+
         tasks = TaskManager(
             kube,
             Actuator(
@@ -113,6 +129,7 @@ class Runtime:
             statuses=statuses,
             archive=archive,
             settings=Settings(stage_events=opts.stage_events),
+            guard=TaskGuard(kube, load_racks, access),
         )
         taskspecs = TaskSpecController(
             kube,
@@ -120,6 +137,7 @@ class Runtime:
             load_inventory,
             rules.candidates,
             resolve_grace=timedelta(seconds=opts.resolve_grace_seconds),
+            access=access,
         )
         tasks.on_change = taskspecs.mark
         sinks: list[LogSink | WebhookSink] = [LogSink()]
@@ -148,6 +166,7 @@ class Runtime:
             alerts,
             schedules,
             RackController(kube, sessions),
+            access,
         )
         runtime._background.append(asyncio.ensure_future(schedules.run(runtime._stop)))
         runtime._background.append(asyncio.ensure_future(tasks.sync()))

@@ -24,6 +24,7 @@ from nicoflow.controller import events, metrics
 from nicoflow.controller.actuator import Actuator
 from nicoflow.controller.bodies import compact, settled
 from nicoflow.controller.coalesce import Coalescer
+from nicoflow.controller.ownership import TaskGuard
 from nicoflow.controller.plans import footprint, plan_from_task, status_of, status_patch, task_spec
 from nicoflow.controller.resources import TASKS, TASKSPECS
 from nicoflow.controller.stage_spans import SPANS
@@ -97,6 +98,7 @@ class TaskManager:
         on_change: Callable[[Key], None] | None = None,
         settings: Settings | None = None,
         clock: Callable[[], datetime] = utcnow,
+        guard: TaskGuard | None = None,
     ) -> None:
         self.kube = kube
         self.actuator = actuator
@@ -106,6 +108,7 @@ class TaskManager:
         self.on_change = on_change or (lambda _key: None)
         self.settings = settings or Settings()
         self.clock = clock
+        self.guard = guard
         self.entries: dict[Key, Entry] = {}
         self.taskspecs: dict[Key, dict[str, Any]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -208,6 +211,12 @@ class TaskManager:
             now = self.clock()
             mine = [e for e in self.entries.values() if e.rack == rack and not e.phase.finished]
             mine.sort(key=lambda e: (e.created, e.key))
+            if self.guard is not None:  # only Tasks the operator made for a live TaskSpec run
+                unchecked = [e.body for e in mine if e.runner is None]
+                for key, no in (await self.guard.check(unchecked, self.taskspecs)).items():
+                    entry = self.entries[key]
+                    await self._finish_unstarted(entry, TaskPhase.FAILED, no.reason, no.message)
+                mine = [e for e in mine if not e.phase.finished]
             for entry in mine:
                 if entry.runner is None and entry.phase is TaskPhase.RUNNING:
                     self._start(entry)  # resume after an operator restart

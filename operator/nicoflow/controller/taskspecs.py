@@ -11,8 +11,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from nicoflow.api.admission import requester
 from nicoflow.api.task_spec import TaskSpecPhase, TaskSpecSpec
-from nicoflow.controller import events, heap
+from nicoflow.controller import events, heap, tenancy
 from nicoflow.controller.conditions import condition
 from nicoflow.controller.resources import (
     LABEL_OPERATION,
@@ -23,6 +24,7 @@ from nicoflow.controller.resources import (
     task_name,
 )
 from nicoflow.controller.tasks import Key, TaskManager
+from nicoflow.controller.tenancy import AccessPolicies
 from nicoflow.domain.rule_selection import RuleCandidate, RuleChoiceError, select_rule
 from nicoflow.domain.targets import (
     InventoryComponent,
@@ -70,6 +72,7 @@ class TaskSpecController:
         *,
         clock: Callable[[], datetime] = _now,
         resolve_grace: timedelta = RESOLVE_GRACE,
+        access: AccessPolicies | None = None,
     ) -> None:
         self.kube = kube
         self.tasks = tasks
@@ -77,6 +80,7 @@ class TaskSpecController:
         self.rules = rules
         self.clock = clock
         self.resolve_grace = resolve_grace
+        self.access = access
         self._dirty: set[Key] = set()
         self._written: dict[Key, dict[str, Any]] = {}
         self._locks: dict[Key, asyncio.Lock] = {}
@@ -117,6 +121,14 @@ class TaskSpecController:
             {"target": t[:256], "message": m[:1024]} for t, m in resolution.errors
         ]
         by_name = {r.name: r for r in racks}
+        if self.access is not None:  # tenancy: outside the namespace's grants, refuse it all
+            verdict = await self.access.verdict(
+                key[0], spec.operation, [by_name[r] for r in resolution.per_rack]
+            )
+            if not verdict.allowed:
+                self._written[key] = await tenancy.refuse(self.kube, body, verdict, now)
+                self.mark(key)
+                return
         candidates = self.rules()
         created: list[dict[str, str]] = []
         for rack_name, components in sorted(resolution.per_rack.items()):
@@ -148,6 +160,7 @@ class TaskSpecController:
             "racks": len(created),
             "startTime": _ts(now),
             "resolutionErrors": errors[:MAX_ERRORS] or None,
+            "requestedBy": requester(meta),  # audit
         }
         if not created:
             message = "no Task created: " + (
@@ -213,6 +226,8 @@ class TaskSpecController:
         }
         if spec.options is not None:
             task_spec["options"] = spec.options.to_k8s()
+        if requester(meta):  # audit
+            task_spec["requestedBy"] = requester(meta)
         return {
             "apiVersion": TASKS.api_version,
             "kind": TASKS.kind,
