@@ -255,3 +255,13 @@ def requester(metadata: dict[str, Any]) -> str | None:
     if on_behalf_of:
         who = f"{on_behalf_of} (via {by})" if by else on_behalf_of
     return who[:REQUESTER_MAX] or None
+
+
+def vouch(annotations: dict[str, str], who: str | None) -> dict[str, str]:
+    """Annotations of an object made for `who` by a holder of `attribute`: any
+    audit annotation copied from elsewhere (a template) is dropped first."""
+    annotations.pop(ANNOTATION_REQUESTED_BY, None)
+    annotations.pop(ANNOTATION_ON_BEHALF_OF, None)
+    if who:
+        annotations[ANNOTATION_ON_BEHALF_OF] = who[:REQUESTER_MAX]
+    return annotations

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -125,7 +126,19 @@ import click
     help="The platform and leak namespaces may run every operation on every rack, whatever "
     "the RackAccessPolicies say (without it they need a policy once any exists).",
 )
-@click.option("--alert-webhook", default=None, help="POST alerts as JSON to this URL.")
+@click.option(
+    "--alert-webhook",
+    envvar="FLOW_ALERT_WEBHOOK_URL",
+    default=None,
+    help="POST alerts as JSON to this URL. It usually holds a token: prefer "
+    "--alert-webhook-file or $FLOW_ALERT_WEBHOOK_URL (from a Secret) to an argument.",
+)
+@click.option(
+    "--alert-webhook-file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Read the webhook URL from this file (a mounted Secret key).",
+)
 @click.option(
     "--metrics-port",
     type=int,
@@ -178,6 +191,7 @@ def operator(
     platform_namespace: str | None,
     platform_grant: bool,
     alert_webhook: str | None,
+    alert_webhook_file: str | None,
     metrics_port: int | None,
     otlp_endpoint: str | None,
     ttl_sweep: float,
@@ -230,6 +244,10 @@ def operator(
     )
     handlers.OPTIONS.platform_grant = platform_grant
     handlers.OPTIONS.mirror_expected_racks = mirror_expected_racks
+    if alert_webhook and alert_webhook_file:
+        raise click.UsageError("give the webhook URL once: --alert-webhook or --alert-webhook-file")
+    if alert_webhook_file:
+        alert_webhook = Path(alert_webhook_file).read_text().strip() or None
     handlers.OPTIONS.alert_webhook = alert_webhook
     handlers.OPTIONS.metrics_port = metrics_port
 

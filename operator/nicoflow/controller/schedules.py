@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from nicoflow.api.admission import requester, vouch
 from nicoflow.api.task_schedule import OverlapPolicy
 from nicoflow.api.task_spec import TaskSpecPhase
 from nicoflow.controller import events
@@ -566,7 +567,8 @@ def _taskspec(schedule: Json, name: str, scheduled: datetime, token: str | None)
     tmeta = template.get("metadata") or {}
     labels = dict(tmeta.get("labels") or {})
     labels[LABEL_SCHEDULE] = timing.label_value(meta["name"])
-    annotations = dict(tmeta.get("annotations") or {})
+    # audit: made for the schedule's author; the template cannot name anyone else
+    annotations = vouch(dict(tmeta.get("annotations") or {}), requester(meta))
     annotations[ANNOTATION_SCHEDULED_TIME] = timing.format_timestamp(scheduled)
     if token is not None:
         annotations[ANNOTATION_TRIGGER_TOKEN] = token[:256]

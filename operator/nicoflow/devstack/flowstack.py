@@ -205,9 +205,9 @@ class FlowStack:
             *("--kubeconfig", str(self.cp.kubeconfig), "--database-url", self.database_url),
             *args,
         )
-        service = Service(
-            "api", argv, self.workdir / log, env={"FLOW_ENV": "development", **(env or {})}
-        )
+        # plaintext on loopback unless the caller gives certificates
+        base = {"FLOW_ENV": "development", "ALLOW_INSECURE_GRPC": "true"}
+        service = Service("api", argv, self.workdir / log, env={**base, **(env or {})})
         try:
             return service.start(ready_json=True, timeout=60)
         except BaseException:

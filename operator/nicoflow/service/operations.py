@@ -20,6 +20,7 @@ from nicoflow.inventory.queries import load_for_targets, load_racks
 from nicoflow.kube.client import Conflict, Invalid
 from nicoflow.kube.client import NotFound as KubeNotFound
 from nicoflow.kube.resources import GROUP, RULES, TASKSPECS, task_name
+from nicoflow.service.authz import stamp_caller
 from nicoflow.service.backend import Backend
 from nicoflow.service.errors import FailedPrecondition, InvalidArgument, NotFound
 from nicoflow.service.kuberetry import retrying
@@ -117,6 +118,7 @@ async def submit(backend: Backend, op: OperationRequest) -> list[uuid.UUID]:
         name = taskspec_name(op.code, uuid.uuid4().hex[:8])
         ids = {rack: task_id(ns, task_name(name, rack)) for rack in racks}
         body = taskspec_body(name, ns, op, targets, rule_name=rule_name, task_ids=ids)
+        stamp_caller(body)  # audit: who asked
         try:
             await retrying(functools.partial(backend.kube.create, TASKSPECS, body, ns))
         except Conflict:

@@ -84,6 +84,7 @@ class TaskRecord:
     stored_report: Mapping[str, Any] | None = None
     cancel_requested: bool = False
     archived: bool = False
+    requested_by: str = ""
 
     @property
     def active(self) -> bool:
@@ -120,6 +121,7 @@ def from_task_object(body: Mapping[str, Any]) -> TaskRecord:
         components=comps,
         stages=tuple(status.get("stages") or ()),
         cancel_requested=bool(spec.get("cancel")),
+        requested_by=str(spec.get("requestedBy") or ""),
     )
 
 
@@ -145,6 +147,7 @@ def from_history(row: TaskHistory) -> TaskRecord:
         stages=tuple(stages or ()),
         stored_report=report if isinstance(report, Mapping) and "version" in report else None,
         archived=True,
+        requested_by=row.requested_by or "",
     )
 
 
@@ -295,6 +298,7 @@ def task_message(
         ),
         status=task_status(record.phase),
         message=record.message,
+        requested_by=record.requested_by,
     )
     if rack_id is not None:
         msg.rack_id.id = str(rack_id)
