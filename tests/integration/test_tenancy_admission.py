@@ -177,14 +177,16 @@ def taskspec(name: str, operation: str, racks: list[str], **spec: Any) -> str:
     )
 
 
-def task(name: str, ts: str, rack: str, owner_uid: str | None = None) -> str:
+def task(
+    name: str, ts: str, rack: str, owner_uid: str | None = None, owner: str | None = None
+) -> str:
     meta: dict[str, Any] = {"name": name, "labels": {"flow.nico.io/rack": rack}}
     if owner_uid:
         meta["ownerReferences"] = [
             {
                 "apiVersion": GROUP,
                 "kind": "TaskSpec",
-                "name": ts,
+                "name": owner or ts,
                 "uid": owner_uid,
                 "controller": True,
                 "blockOwnerDeletion": True,
@@ -280,18 +282,20 @@ def test_the_operator_refuses_tasks_an_admin_made_by_hand(site: Site) -> None:
     ns, rack = site.platform, site.row_a[1]
     assert site.flow.control is not None
     since = max((int(e["seq"]) for e in site.flow.control.ledger()), default=0)
-    decoy_spec = taskspec("decoy", "power_off", [rack], suspend=True)
-    site.cp.kubectl("create", "-n", ns, "-f", "-", input=decoy_spec)
-    decoy = site.flow.get("taskspec", "decoy", ns)
-    uid = decoy["metadata"]["uid"]
+    for name in ("decoy", "other"):
+        decoy_spec = taskspec(name, "power_off", [rack], suspend=True)
+        site.cp.kubectl("create", "-n", ns, "-f", "-", input=decoy_spec)
+    uid = site.flow.get("taskspec", "decoy", ns)["metadata"]["uid"]
+    other = site.flow.get("taskspec", "other", ns)["metadata"]["uid"]
     cases = {
         # no owner at all
         "orphan": (task("orphan", "decoy", rack), "Orphaned", "no controlling owner"),
-        # the owner's name with a uid that is not the TaskSpec's
-        task_name("decoy", "x"): (
-            task(task_name("decoy", "x"), "decoy", "x", owner_uid=str(uuid.uuid4())),
+        # owned by another TaskSpec than the one it claims to run for (an owner uid
+        # that exists nowhere would be garbage-collected before the operator looks)
+        "stolen-owner": (
+            task("stolen-owner", "decoy", rack, owner_uid=other, owner="other"),
             "OwnerMismatch",
-            "was not made for it",
+            "not by TaskSpec decoy",
         ),
         # the right owner, a rack that is not in the inventory
         task_name("decoy", "rack-zz"): (
@@ -416,3 +420,75 @@ def test_the_policy_says_it_is_in_force(site: Site) -> None:
     message = (condition(policy, "Accepted") or {})["message"]
     assert message.startswith("grants power on racks selected by row=a to namespaces")
     assert policy["status"]["observedGeneration"] == policy["metadata"]["generation"]
+
+
+def schedule(name: str, operation: str, racks: list[str]) -> str:
+    return json.dumps(
+        {
+            "apiVersion": GROUP,
+            "kind": "TaskSchedule",
+            "metadata": {"name": name},
+            "spec": {
+                "schedule": {"cron": "0 3 1 1 *"},
+                "taskSpecTemplate": {
+                    "metadata": {"annotations": {"flow.nico.io/on-behalf-of": "the-ceo"}},
+                    "spec": {"operation": operation, "targets": {"racks": racks}},
+                },
+            },
+        }
+    )
+
+
+def test_a_schedule_outside_the_grant_says_so_and_never_fires(site: Site) -> None:
+    made = site.as_user(
+        site.alice, "create", "-n", site.tenant, "-f", "-",
+        input=schedule("wide-nightly", "power_off", site.flow.rack_names),
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+
+    def refused(obj: dict[str, Any]) -> bool:
+        ready = condition(obj, "Ready")
+        return ready is not None and ready["reason"] == "AccessDenied"
+
+    found = site.flow.wait_for("taskschedule", "wide-nightly", site.tenant, refused, timeout=60)
+    message = (condition(found, "Ready") or {})["message"]
+    assert all(rack in message for rack in site.row_b)
+    assert not any(rack in message for rack in site.row_a)
+    # firing it by hand is refused as well
+    site.as_user(
+        site.alice, "annotate", "taskschedule", "wide-nightly", "-n", site.tenant,
+        "flow.nico.io/trigger-now=now-1",
+    )  # fmt: skip
+    site.flow.wait_for(
+        "taskschedule",
+        "wide-nightly",
+        site.tenant,
+        lambda o: (o.get("status") or {}).get("lastTriggerToken") == "now-1",
+        timeout=60,
+    )
+    spawned = site.flow.list("taskspecs", site.tenant, "flow.nico.io/schedule=wide-nightly")
+    assert spawned == []
+
+
+def test_a_granted_schedule_fires_for_its_author(site: Site) -> None:
+    made = site.as_user(
+        site.alice, "create", "-n", site.tenant, "-f", "-",
+        input=schedule("row-a-nightly", "power_on", site.row_a),
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    site.as_user(
+        site.alice, "annotate", "taskschedule", "row-a-nightly", "-n", site.tenant,
+        "flow.nico.io/trigger-now=go",
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not (
+        spawned := site.flow.list("taskspecs", site.tenant, "flow.nico.io/schedule=row-a-nightly")
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    name = spawned[0]["metadata"]["name"]
+    done = wait_finished(site, name, site.tenant)
+    assert phase(done) == "Complete", done["status"]
+    # made for alice by the operator; the template's own claim was dropped
+    assert done["metadata"]["annotations"]["flow.nico.io/on-behalf-of"] == "alice"
+    assert done["status"]["requestedBy"] == "alice (via admin)"

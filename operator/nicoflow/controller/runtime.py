@@ -24,7 +24,7 @@ from nicoflow.controller.rules import RuleCache
 from nicoflow.controller.schedules import ScheduleController
 from nicoflow.controller.tasks import Settings, TaskManager
 from nicoflow.controller.taskspecs import TaskSpecController
-from nicoflow.controller.tenancy import AccessPolicies
+from nicoflow.controller.tenancy import AccessPolicies, schedule_gate
 from nicoflow.core.client import CoreClient
 from nicoflow.core.config import ComponentManagerConfig, load_config
 from nicoflow.core.managers.registry import ManagerRegistry, core_settings
@@ -153,7 +153,9 @@ class Runtime:
         if opts.metrics_port is not None:
             port = metrics.serve(opts.metrics_port, lambda: list(tasks.entries.values()))
             log.info("metrics on :%d/metrics", port)
-        schedules = ScheduleController(kube, namespaces=opts.namespaces)
+        schedules = ScheduleController(
+            kube, namespaces=opts.namespaces, gate=schedule_gate(access, load_inventory)
+        )
         runtime = cls(
             kube,
             engine,

@@ -214,8 +214,9 @@ class TaskManager:
             if self.guard is not None:  # only Tasks the operator made for a live TaskSpec run
                 unchecked = [e.body for e in mine if e.runner is None]
                 for key, no in (await self.guard.check(unchecked, self.taskspecs)).items():
-                    entry = self.entries[key]
-                    await self._finish_unstarted(entry, TaskPhase.FAILED, no.reason, no.message)
+                    if key in self.entries:  # not deleted meanwhile (e.g. collected as orphan)
+                        entry = self.entries[key]
+                        await self._finish_unstarted(entry, TaskPhase.FAILED, no.reason, no.message)
                 mine = [e for e in mine if not e.phase.finished]
             for entry in mine:
                 if entry.runner is None and entry.phase is TaskPhase.RUNNING:

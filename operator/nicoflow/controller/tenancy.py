@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +15,7 @@ from nicoflow.api.admission import requester
 from nicoflow.api.task_spec import TaskSpecPhase
 from nicoflow.controller import events
 from nicoflow.controller.conditions import condition
-from nicoflow.domain.targets import InventoryRack
+from nicoflow.domain.targets import InventoryRack, resolve_targets
 from nicoflow.domain.tenancy import Grant, Verdict, decide, describe, grant_from
 from nicoflow.domain.types import OperationCode
 from nicoflow.kube.client import NAMESPACES, KubeClient, NotFound
@@ -102,6 +102,34 @@ class AccessPolicies:
             self.platform_namespaces,
             platform_grant=self.platform_grant,
         )
+
+
+def schedule_gate(
+    access: AccessPolicies,
+    load_inventory: Callable[[dict[str, Any]], Awaitable[Sequence[InventoryRack]]],
+) -> Callable[[dict[str, Any]], Awaitable[str | None]]:
+    """Why a TaskSchedule's targets are not granted to its namespace, or None:
+    checked on every reconcile, so the schedule says so before it ever fires."""
+
+    async def gate(body: dict[str, Any]) -> str | None:
+        spec = ((body.get("spec") or {}).get("taskSpecTemplate") or {}).get("spec") or {}
+        try:
+            operation = OperationCode(str(spec.get("operation")))
+            targets = spec.get("targets") or {}
+            racks = await load_inventory(targets)
+            resolution = resolve_targets(targets, racks)
+            by_name = {r.name: r for r in racks}
+            verdict = await access.verdict(
+                str(body["metadata"].get("namespace", "")),
+                operation,
+                [by_name[name] for name in resolution.per_rack if name in by_name],
+            )
+        except Exception as exc:  # unsure is refused: firing blind could touch any rack
+            log.warning("schedule access check failed: %s", exc)
+            return f"cannot check the schedule's rack access now: {exc}"
+        return None if verdict.allowed else verdict.message
+
+    return gate
 
 
 async def refuse(
