@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +25,7 @@ from nicoflow.kube.resources import ACCESS_POLICIES, TASKSPECS
 log = logging.getLogger(__name__)
 
 REASON = "AccessDenied"
+GATE_TTL = 30.0
 
 
 class AccessPolicies:
@@ -109,9 +111,24 @@ def schedule_gate(
     load_inventory: Callable[[dict[str, Any]], Awaitable[Sequence[InventoryRack]]],
 ) -> Callable[[dict[str, Any]], Awaitable[str | None]]:
     """Why a TaskSchedule's targets are not granted to its namespace, or None:
-    checked on every reconcile, so the schedule says so before it ever fires."""
+    asked on every reconcile, so the schedule says so before it ever fires. An
+    answer is reused for GATE_TTL seconds per schedule generation (reconciles are
+    frequent; the TaskSpecs a schedule makes are judged afresh anyway)."""
+    answers: dict[tuple[str, str, Any], tuple[float, str | None]] = {}
 
     async def gate(body: dict[str, Any]) -> str | None:
+        meta = body.get("metadata") or {}
+        key = (str(meta.get("namespace")), str(meta.get("name")), meta.get("generation"))
+        known = answers.get(key)
+        if known is not None and time.monotonic() - known[0] < GATE_TTL:
+            return known[1]
+        answer = await decide_schedule(body)
+        if len(answers) > 4096:
+            answers.clear()
+        answers[key] = (time.monotonic(), answer)
+        return answer
+
+    async def decide_schedule(body: dict[str, Any]) -> str | None:
         spec = ((body.get("spec") or {}).get("taskSpecTemplate") or {}).get("spec") or {}
         try:
             operation = OperationCode(str(spec.get("operation")))
