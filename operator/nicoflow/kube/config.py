@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
@@ -91,6 +93,8 @@ def from_kubeconfig(paths: str | Path, context: str | None = None) -> KubeConfig
     if missing and len(missing) == len([p for p in text.split(os.pathsep) if p]):
         raise KubeConfigError(f"cannot read kubeconfig {text}: no such file")
     configuration = kclient.Configuration()
+    if context is None:
+        context = _first_current_context(text)
     try:
         kconfig.load_kube_config(  # type: ignore[no-untyped-call]
             config_file=text,
@@ -115,6 +119,22 @@ def from_kubeconfig(paths: str | Path, context: str | None = None) -> KubeConfig
         namespace=str(namespace),
         refresh=_refresher(configuration),
     )
+
+
+def _first_current_context(paths: str) -> str | None:
+    """kubectl's rule for merged files: the first one that names a current-context
+    wins (the client library would take the last)."""
+    for path in paths.split(os.pathsep):
+        file = Path(path).expanduser()
+        if not path or not file.is_file():
+            continue
+        try:
+            doc = yaml.safe_load(file.read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            return None  # the loader reports it
+        if isinstance(doc, dict) and doc.get("current-context"):
+            return str(doc["current-context"])
+    return None
 
 
 def _bearer(configuration: Any) -> str | None:
