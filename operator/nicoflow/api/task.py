@@ -147,7 +147,7 @@ CRD = CrdInfo(
         AGE_COLUMN,
         PrinterColumn("Stages", "integer", ".status.stageCount", priority=1),
         PrinterColumn("TaskSpec", "string", ".spec.taskSpecName", priority=1),
-        PrinterColumn("Message", "string", ".status.message", priority=1),
         PrinterColumn("Requested-By", "string", ".spec.requestedBy", priority=1),
+        PrinterColumn("Message", "string", ".status.message", priority=1),
     ),
 )

@@ -346,7 +346,7 @@ CRD = CrdInfo(
         AGE_COLUMN,
         PrinterColumn("Running", "integer", ".status.running", priority=1),
         PrinterColumn("Waiting", "integer", ".status.waiting", priority=1),
-        PrinterColumn("Message", "string", ".status.message", priority=1),
         PrinterColumn("Requested-By", "string", ".status.requestedBy", priority=1),
+        PrinterColumn("Message", "string", ".status.message", priority=1),
     ),
 )
