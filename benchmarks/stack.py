@@ -23,6 +23,16 @@ GROUP_LABEL = "bench.nico.io/first-{n}"
 SIMULATED = "flow.nico.io/simulated=true"
 APPLY_CONCURRENCY = 8
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+BENCH_GRANT = {
+    "apiVersion": "flow.nico.io/v1alpha1",
+    "kind": "RackAccessPolicy",
+    "metadata": {"name": "bench-everything"},
+    "spec": {
+        "namespaceSelector": {},
+        "rackSelector": {},
+        "operations": ["power", "firmware", "bring_up", "ingest"],
+    },
+}
 
 
 def group_selector(n: int) -> dict[str, Any]:
@@ -51,6 +61,9 @@ class BenchStack(FlowStack):
         # Freshly established CRDs answer 429 "storage is (re)initializing" for a
         # moment; an operator started then backs off, which the import would time.
         poll(self._served, timeout=60, what="CRDs served", interval=0.5)
+        # the scenarios work in several namespaces: grant them every rack, so the
+        # operator's tenancy check runs (and is timed) but refuses nothing
+        self.apply(BENCH_GRANT)
         self.start_simulator()
         self.start_operator()
         poll(self._operator_up, timeout=120, what="operator metrics", alive=self._alive)
@@ -82,7 +95,14 @@ class BenchStack(FlowStack):
     def _served(self) -> bool:
         assert self.kube is not None
         try:
-            for plural in ("racks", "tasks", "taskspecs", "operationrules", "taskschedules"):
+            for plural in (
+                "racks",
+                "tasks",
+                "taskspecs",
+                "operationrules",
+                "taskschedules",
+                "rackaccesspolicies",
+            ):
                 self.kube.list(plural)
         except Exception:
             return False

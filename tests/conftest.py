@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from nicoflow.api import admission
 from nicoflow.devstack.controlplane import ControlPlane
 from nicoflow.devstack.postgres import Postgres
 
@@ -54,12 +55,13 @@ def control_plane(stack_dir: Path) -> Iterator[ControlPlane]:
 
 @pytest.fixture(scope="session")
 def crds_installed(control_plane: ControlPlane) -> list[str]:
-    """Apply every generated CRD and wait until the apiserver serves them."""
+    """Apply every generated CRD and the admission policies beside them, and wait
+    until the apiserver serves the CRDs."""
     files = sorted(CRD_DIR.glob("*.yaml"))
     if not files:
         pytest.fail("no CRDs under crds/: run `flow crds`")
     control_plane.kubectl("apply", "--server-side", *[f"-f={f}" for f in files])
-    names = [f.name.removesuffix(".yaml") for f in files]
+    names = [f.name.removesuffix(".yaml") for f in files if f.name != admission.FILENAME]
     control_plane.kubectl(
         "wait", "--for=condition=Established", "--timeout=60s", *[f"crd/{n}" for n in names]
     )

@@ -25,7 +25,7 @@ from nicoflow.kube.resources import RACKS
 from nicoflow.service.server import FlowServer, ServeOptions
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
-DEV_ENV = {"FLOW_ENV": "development"}
+DEV_ENV = {"FLOW_ENV": "development", "ALLOW_INSECURE_GRPC": "true"}
 
 _TYPES = {
     "compute": pb.COMPONENT_TYPE_COMPUTE,

@@ -138,6 +138,7 @@ async def test_unreachable_database_is_unavailable(
             kubeconfig=str(control_plane.kubeconfig),
             # nothing listens on port 1
             database_url="postgresql+psycopg://flow@127.0.0.1:1/flow",
+            insecure=True,
         ),
         env={"FLOW_ENV": "development"},
     )
@@ -174,7 +175,7 @@ async def test_flow_serve_process_prints_ready_and_logs_each_rpc(
     migrate.upgrade(database_url)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "nicoflow.cli.main", "serve",
-        "--host", "127.0.0.1", "-p", "0",
+        "--host", "127.0.0.1", "-p", "0", "--insecure",
         "--namespace", namespace,
         "--kubeconfig", str(control_plane.kubeconfig),
         "--database-url", database_url,
@@ -221,6 +222,11 @@ async def test_flow_serve_process_prints_ready_and_logs_each_rpc(
         (["--dev-mode"], {"FLOW_ENV": "staging"}, "--dev-mode is not allowed"),
         (["--ca-cert", "/nonexistent/ca.crt"], {}, "--tls-cert"),
         ([], {"FLOW_ENV": "qa"}, "FLOW_ENV"),
+        # plaintext only when asked for, in any environment
+        ([], {}, "set ALLOW_INSECURE_GRPC=true or pass --insecure"),
+        ([], {"FLOW_ENV": "development"}, "no certificates for mTLS"),
+        (["--insecure"], {"FLOW_ENV": "staging"}, "requires mTLS certificates"),
+        (["--insecure", "--roles", "/x/roles.yaml"], {}, "--roles needs mTLS"),
     ],
 )
 def test_flow_serve_refuses_unsafe_configurations(

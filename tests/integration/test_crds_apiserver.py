@@ -1049,6 +1049,7 @@ def test_kubectl_get_tasks_shows_rack_operation_phase_stage(
         "AGE",
         "STAGES",
         "TASKSPEC",
+        "REQUESTED-BY",
         "MESSAGE",
     ]
     assert row.split()[6:8] == ["6", "restart-row-a"]

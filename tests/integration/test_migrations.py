@@ -41,7 +41,7 @@ from nicoflow.inventory.models import (
 )
 
 FLOW = Path(sys.executable).with_name("flow")
-HEAD = "0003"
+HEAD = "0004"
 TABLES = {"nvl_domain", "rack", "component", "bmc", "component_drift", "task_history", "sync_state"}
 
 
@@ -152,7 +152,7 @@ def test_0002_adds_and_removes_its_columns_and_keeps_the_rows(
         conn.execute(text("UPDATE component SET nvos_ip = '10.0.0.9', leak_since = now()"))
 
     down = migrate.downgrade(database_url, "0001")
-    assert (down.before, down.after) == ("0002", "0001")
+    assert (down.before, down.after) == (HEAD, "0001")
     assert "rack_id" not in _columns(engine, "component_drift")
     assert not {"nvos_ip", "leak_since"} & _columns(engine, "component")
     with engine.connect() as conn:
@@ -161,6 +161,15 @@ def test_0002_adds_and_removes_its_columns_and_keeps_the_rows(
 
     assert migrate.upgrade(database_url, "0002").after == "0002"
     assert "rack_id" in _columns(engine, "component_drift")
+
+
+def test_0004_archived_tasks_record_who_asked(database_url: str, engine: Engine) -> None:
+    migrate.migrate_to(database_url, "0002")
+    assert "requested_by" not in _columns(engine, "task_history")
+    assert migrate.upgrade(database_url).after == "0004"
+    assert "requested_by" in _columns(engine, "task_history")
+    assert migrate.downgrade(database_url, "0002").after == "0002"
+    assert "requested_by" not in _columns(engine, "task_history")
 
 
 def test_purging_a_rack_unplaces_its_unexpected_drift(migrated: Engine) -> None:

@@ -6,6 +6,7 @@ credentials and the rack's Core id, and repeating it changes nothing."""
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -70,13 +71,14 @@ def _host_mac(comp: dict[str, Any]) -> str:
     return str(next(b["macAddress"] for b in comp["bmcs"] if b["type"] == "host")).lower()
 
 
-def _secret(env: Env, name: str) -> None:
+def _secret(env: Env, name: str, *, labelled: bool = True) -> None:
     data = {"username": b"flow-admin", "password": b"s3cret", "nvosUsername": b"nvos"}
+    labels = {"flow.nico.io/bmc-credentials": "true"} if labelled else {}
     env.flow.apply(
         {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": name, "namespace": env.ns},
+            "metadata": {"name": name, "namespace": env.ns, "labels": labels},
             "type": "Opaque",
             "data": {k: base64.b64encode(v).decode() for k, v in data.items()},
         }
@@ -91,6 +93,18 @@ def test_missing_credentials_secret_fails_naming_it(env: Env) -> None:
     task = env.task(env.task_name("ingest-no-secret", rack))
     assert phase(task) == "Failed"
     assert f"{env.ns}/{SECRET} not found" in str(task["status"]), task["status"]
+    assert not env.control.ledger(method="AddExpectedMachine")
+
+
+def test_a_secret_not_labelled_as_credentials_is_not_read(env: Env) -> None:
+    rack = env.racks[NEW_RACK]
+    _secret(env, SECRET, labelled=False)
+    env.submit("ingest-unlabelled", "ingest", [rack])
+    spec = env.wait("ingest-unlabelled", timeout=120)
+    assert phase(spec) == "Failed"
+    task = env.task(env.task_name("ingest-unlabelled", rack))
+    assert "not labelled flow.nico.io/bmc-credentials=true" in str(task["status"])
+    assert "s3cret" not in json.dumps(task)
     assert not env.control.ledger(method="AddExpectedMachine")
 
 

@@ -73,7 +73,8 @@ def test_single_linear_head(scripts: ScriptDirectory) -> None:
         ("0001", "base", "down"),
         ("0002", "head", "up"),
         ("0002", "0001", "down"),
-        ("0003", "head", "none"),
+        ("0003", "head", "up"),
+        ("0004", "head", "none"),
     ],
 )
 def test_plan_direction(

@@ -16,6 +16,7 @@ from sqlalchemy.exc import OperationalError
 from nicoflow._proto.flow.v1 import flow_pb2 as pb
 from nicoflow.kube.client import ApiError
 from nicoflow.service import config, logs, servicer
+from nicoflow.service.authz import Role
 from nicoflow.service.errors import FailedPrecondition, classify, level_for
 
 
@@ -25,11 +26,37 @@ def _cert_dir(tmp_path: Path, *names: str) -> Path:
     return tmp_path
 
 
-def test_development_is_the_default_and_allows_plaintext() -> None:
-    plan = config.plan(dev_mode=True, env={})
+def test_development_is_the_default_and_allows_plaintext_when_asked() -> None:
+    plan = config.plan(dev_mode=True, env={}, insecure=True)
     assert plan.environment == "development"
     assert plan.tls is None
-    assert plan.warnings
+    assert "--insecure" in plan.warnings[0]
+    assert plan.authorizer.roles is None
+    assert plan.authorizer.fallback is Role.ADMIN
+
+
+def test_plaintext_needs_to_be_asked_for() -> None:
+    with pytest.raises(
+        config.ServeConfigError, match="ALLOW_INSECURE_GRPC=true or pass --insecure"
+    ):
+        config.plan(dev_mode=False, env={})
+
+
+def test_without_a_roles_file_clients_are_viewers_outside_development(tmp_path: Path) -> None:
+    d = _cert_dir(tmp_path, "ca.crt", "tls.crt", "tls.key")
+    prod = config.plan(dev_mode=False, env={"FLOW_ENV": "production", "CERTDIR": str(d)})
+    assert prod.authorizer.fallback is Role.VIEWER
+    assert "viewer" in prod.warnings[0]
+    dev = config.plan(dev_mode=False, env={"CERTDIR": str(d)})
+    assert dev.authorizer.fallback is Role.ADMIN
+    roles = tmp_path / "roles.yaml"
+    roles.write_text("roles:\n  admin: [cn:root]\n")
+    given = config.plan(dev_mode=False, env={"CERTDIR": str(d)}, roles_file=str(roles))
+    assert given.authorizer.roles is not None
+    assert given.warnings == ()
+    roles.write_text("roles:\n  superuser: [cn:root]\n")
+    with pytest.raises(config.ServeConfigError, match="unknown role 'superuser'"):
+        config.plan(dev_mode=False, env={"CERTDIR": str(d)}, roles_file=str(roles))
 
 
 def test_certdir_gives_mtls(tmp_path: Path) -> None:
@@ -161,6 +188,9 @@ class _Context:
 
     def peer(self) -> str:
         return "ipv4:127.0.0.1:5555"
+
+    def auth_context(self) -> dict[str, list[bytes]]:
+        return {"transport_security_type": [b"insecure"]}
 
     async def abort(self, code: grpc.StatusCode, details: str) -> None:
         self.aborted = (code, details)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pydantic import ConfigDict, Field
 
+from nicoflow.api.admission import REQUESTER_MAX
 from nicoflow.api.common import (
     AGE_COLUMN,
     DESCRIPTION_MAX,
@@ -82,7 +83,9 @@ _IMMUTABLE = (
     "has(self.options) == has(oldSelf.options) && "
     "(!has(self.options) || self.options == oldSelf.options) && "
     "has(self.description) == has(oldSelf.description) && "
-    "(!has(self.description) || self.description == oldSelf.description)"
+    "(!has(self.description) || self.description == oldSelf.description) && "
+    "has(self.requestedBy) == has(oldSelf.requestedBy) && "
+    "(!has(self.requestedBy) || self.requestedBy == oldSelf.requestedBy)"
 )
 
 
@@ -107,6 +110,12 @@ class TaskRunSpec(CrdModel):
     conflict_strategy: ConflictStrategy = ConflictStrategy.REJECT
     queue_timeout_seconds: int = Field(
         DEFAULT_QUEUE_TIMEOUT_SECONDS, ge=1, le=MAX_QUEUE_TIMEOUT_SECONDS
+    )
+    requested_by: str | None = Field(
+        None,
+        max_length=REQUESTER_MAX,
+        description="Who asked for the run: the TaskSpec's requester when the operator "
+        "created the Task.",
     )
     cancel: bool = Field(
         False,
@@ -146,6 +155,7 @@ CRD = CrdInfo(
         AGE_COLUMN,
         PrinterColumn("Stages", "integer", ".status.stageCount", priority=1),
         PrinterColumn("TaskSpec", "string", ".spec.taskSpecName", priority=1),
+        PrinterColumn("Requested-By", "string", ".spec.requestedBy", priority=1),
         PrinterColumn("Message", "string", ".status.message", priority=1),
     ),
 )

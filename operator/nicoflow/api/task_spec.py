@@ -13,6 +13,7 @@ from typing import Annotated
 
 from pydantic import ConfigDict, Field, model_validator
 
+from nicoflow.api.admission import REQUESTER_MAX
 from nicoflow.api.common import (
     AGE_COLUMN,
     DESCRIPTION_MAX,
@@ -336,6 +337,13 @@ class TaskSpecStatus(CrdModel):
     phase: TaskSpecPhase | None = None
     message: str | None = Field(None, max_length=MESSAGE_MAX)
     racks: int | None = Field(None, ge=0, description="Racks resolved (= Tasks).")
+    requested_by: str | None = Field(
+        None,
+        max_length=REQUESTER_MAX,
+        description="Who asked, as the operator read it when it resolved the targets: the "
+        "identity in flow.nico.io/on-behalf-of (and through whom), else the Kubernetes user "
+        "in flow.nico.io/requested-by.",
+    )
     pending: int | None = Field(None, ge=0)
     waiting: int | None = Field(None, ge=0)
     running: int | None = Field(None, ge=0)
@@ -375,6 +383,7 @@ CRD = CrdInfo(
         AGE_COLUMN,
         PrinterColumn("Running", "integer", ".status.running", priority=1),
         PrinterColumn("Waiting", "integer", ".status.waiting", priority=1),
+        PrinterColumn("Requested-By", "string", ".status.requestedBy", priority=1),
         PrinterColumn("Message", "string", ".status.message", priority=1),
     ),
 )

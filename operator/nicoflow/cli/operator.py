@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -118,7 +119,34 @@ import click
     show_default=True,
     help="Namespace of the force_power_off TaskSpecs created for leaks.",
 )
-@click.option("--alert-webhook", default=None, help="POST alerts as JSON to this URL.")
+@click.option(
+    "--platform-namespace",
+    envvar="FLOW_PLATFORM_NAMESPACE",
+    default=None,
+    help="nico-flow's own namespace: while no RackAccessPolicy exists, only it (and the "
+    "leak namespace) may operate (default: POD_NAMESPACE, else the one --namespace, "
+    "else nico-flow).",
+)
+@click.option(
+    "--platform-grant/--no-platform-grant",
+    default=True,
+    show_default=True,
+    help="The platform and leak namespaces may run every operation on every rack, whatever "
+    "the RackAccessPolicies say (without it they need a policy once any exists).",
+)
+@click.option(
+    "--alert-webhook",
+    envvar="FLOW_ALERT_WEBHOOK_URL",
+    default=None,
+    help="POST alerts as JSON to this URL. It usually holds a token: prefer "
+    "--alert-webhook-file or $FLOW_ALERT_WEBHOOK_URL (from a Secret) to an argument.",
+)
+@click.option(
+    "--alert-webhook-file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Read the webhook URL from this file (a mounted Secret key).",
+)
 @click.option(
     "--metrics-port",
     type=int,
@@ -202,7 +230,10 @@ def operator(
     leak_interval: float,
     mirror_expected_racks: bool,
     leak_namespace: str,
+    platform_namespace: str | None,
+    platform_grant: bool,
     alert_webhook: str | None,
+    alert_webhook_file: str | None,
     metrics_port: int | None,
     otlp_endpoint: str | None,
     ttl_sweep: float,
@@ -257,7 +288,17 @@ def operator(
     handlers.OPTIONS.inventory_interval = inventory_interval
     handlers.OPTIONS.leak_interval = leak_interval
     handlers.OPTIONS.leak_namespace = leak_namespace
+    handlers.OPTIONS.platform_namespace = (
+        platform_namespace
+        or os.environ.get("POD_NAMESPACE")
+        or (namespaces[0] if len(namespaces) == 1 else "nico-flow")
+    )
+    handlers.OPTIONS.platform_grant = platform_grant
     handlers.OPTIONS.mirror_expected_racks = mirror_expected_racks
+    if alert_webhook and alert_webhook_file:
+        raise click.UsageError("give the webhook URL once: --alert-webhook or --alert-webhook-file")
+    if alert_webhook_file:
+        alert_webhook = Path(alert_webhook_file).read_text().strip() or None
     handlers.OPTIONS.alert_webhook = alert_webhook
     handlers.OPTIONS.metrics_port = metrics_port
 

@@ -22,6 +22,20 @@ import click
 @click.option("--tls-cert", type=click.Path(dir_okay=False), help="Server certificate.")
 @click.option("--tls-key", type=click.Path(dir_okay=False), help="Server private key.")
 @click.option(
+    "--insecure",
+    is_flag=True,
+    help="Serve plaintext gRPC when no certificates are given (development only; the same as "
+    "ALLOW_INSECURE_GRPC=true). Every caller may then do everything.",
+)
+@click.option(
+    "--roles",
+    "roles_file",
+    envvar="FLOW_API_ROLES",
+    type=click.Path(dir_okay=False),
+    help="YAML mapping client certificate identities to viewer, operator or admin "
+    "(see docs/security.md).",
+)
+@click.option(
     "-n",
     "--namespace",
     envvar="FLOW_NAMESPACE",
@@ -50,6 +64,8 @@ def serve(
     ca_cert: str | None,
     tls_cert: str | None,
     tls_key: str | None,
+    insecure: bool,
+    roles_file: str | None,
     namespace: str,
     kubeconfig: str | None,
     database_url: str | None,
@@ -60,8 +76,9 @@ def serve(
 
     Certificates: all three of --ca-cert/--tls-cert/--tls-key, or ca.crt, tls.crt and
     tls.key in $CERTDIR (default /var/run/secrets/spiffe.io); clients must then present
-    a certificate signed by the CA. Without certificates the server serves plaintext only
-    with FLOW_ENV=development (the default); staging and production refuse to start.
+    a certificate signed by the CA, and --roles decides what each may call. Without
+    certificates the server starts only with ALLOW_INSECURE_GRPC=true or --insecure, in
+    FLOW_ENV=development (the default); staging and production refuse to start.
 
     Prints one JSON line when ready: {"event": "ready", "grpc": "HOST:PORT",
     "metrics": "HOST:PORT" or null, ...}.
@@ -83,6 +100,8 @@ def serve(
         ca_cert=ca_cert,
         tls_cert=tls_cert,
         tls_key=tls_key,
+        insecure=insecure,
+        roles_file=roles_file,
         namespace=namespace,
         kubeconfig=kubeconfig,
         database_url=database_url,

@@ -3,13 +3,18 @@
 An `AlertRouter` hands each alert to every sink concurrently; a sink that fails
 is logged and never stops the others or the caller. Sinks: a structured log
 line, a Kubernetes Event on the rack, and a webhook receiving JSON (Slack-,
-Alertmanager- or PagerDuty-style relays sit behind it)."""
+Alertmanager- or PagerDuty-style relays sit behind it).
+
+A webhook URL usually carries a token (in its path, query or user part): it is
+never written anywhere. Errors and logs show only its scheme and host, and the
+whole URL, its path and its query are registered with the log redactor."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import random
+import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,6 +23,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from nicoflow import logfmt
 from nicoflow.controller import events
 from nicoflow.controller.resources import RACKS
 from nicoflow.kube.client import ApiError, KubeClient
@@ -123,6 +129,23 @@ class WebhookError(Exception):
     pass
 
 
+def redact_url(url: str) -> str:
+    """scheme://host[:port]/… — what may be shown of a webhook URL."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or "?"
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port else ""
+    tail = "/…" if (parts.path not in ("", "/") or parts.query or parts.fragment) else ""
+    return f"{parts.scheme}://{host}{port}{tail}"
+
+
+def _secret_parts(url: str) -> list[str]:
+    parts = urllib.parse.urlsplit(url)
+    userinfo = parts.netloc.rpartition("@")[0]
+    return [url, parts.path, parts.query, parts.fragment, userinfo]
+
+
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -146,10 +169,17 @@ class WebhookSink:
         rng: random.Random | None = None,
     ) -> None:
         if not url.startswith(("http://", "https://")):
-            raise ValueError(f"webhook URL must be http(s)://..., got {url!r}")
+            raise ValueError(
+                f"webhook URL must be http(s)://..., got one starting {url[:8]!r} (the rest is "
+                "not shown: it may hold a token)"
+            )
         if retries < 0 or timeout <= 0:
             raise ValueError("webhook retries must be >= 0 and timeout > 0")
-        self.url = url
+        self._url = url
+        self.display = redact_url(url)
+        parts = _secret_parts(url)
+        self._secrets = sorted({p for p in parts if len(p) >= 6 and p != self.display}, key=len)
+        logfmt.redact(*self._secrets)
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
@@ -177,20 +207,25 @@ class WebhookSink:
         for attempt in range(1, attempts + 1):
             try:
                 resp = await self._http().post(
-                    self.url, json=payload, headers=self._headers, timeout=self.timeout
+                    self._url, json=payload, headers=self._headers, timeout=self.timeout
                 )
             except httpx.HTTPError as exc:
-                last = f"{type(exc).__name__}: {exc}"
+                last = self._scrub(f"{type(exc).__name__}: {exc}")
             else:
                 if resp.status_code < 300:
                     return
                 last = f"HTTP {resp.status_code}"
                 if resp.status_code < 500 and resp.status_code != 429:
-                    raise WebhookError(f"webhook {self.url} refused the alert: {last}")
+                    raise WebhookError(f"webhook {self.display} refused the alert: {last}")
             if attempt < attempts:
                 cap = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
                 await self._sleep(self._rng.uniform(cap / 2, cap))
-        raise WebhookError(f"webhook {self.url} failed after {attempts} attempts: {last}")
+        raise WebhookError(f"webhook {self.display} failed after {attempts} attempts: {last}")
+
+    def _scrub(self, text: str) -> str:
+        for secret in reversed(self._secrets):  # longest first
+            text = text.replace(secret, logfmt.REDACTED)
+        return text
 
 
 class AlertRouter:

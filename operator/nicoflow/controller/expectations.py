@@ -4,7 +4,10 @@ credentials Secret a Rack names.
 Credentials are read when the call is made and passed straight to Core: they
 are never written to a Task, a log line or PostgreSQL. Secret keys:
 `username` and `password` (the kubernetes.io/basic-auth layout), plus
-`nvosUsername` and `nvosPassword` for switch trays."""
+`nvosUsername` and `nvosPassword` for switch trays. Only Secrets labelled
+flow.nico.io/bmc-credentials=true are used: someone who may edit a Rack cannot
+point it at another Secret of the namespace (the database DSN, a TLS key) and
+have the operator hand that to Core."""
 
 from __future__ import annotations
 
@@ -21,6 +24,8 @@ from nicoflow.inventory.expectations import ExpectationSource, expectation_sourc
 from nicoflow.kube.client import SECRETS, ApiError, KubeClient
 
 log = logging.getLogger(__name__)
+
+CREDENTIALS_LABEL = "flow.nico.io/bmc-credentials"
 
 Payload = Mapping[str, object]
 ExpectationLoader = Callable[
@@ -120,11 +125,20 @@ def loader(
 async def _read(kube: KubeClient, ref: str, default_namespace: str) -> Credentials | str:
     namespace, name = secret_location(ref, default_namespace)
     try:
-        return credentials_from(await kube.get(SECRETS, name, namespace))
+        secret = await kube.get(SECRETS, name, namespace)
     except ApiError as exc:
         if exc.status != 404:
             return f"cannot read BMC credentials Secret {namespace}/{name}: {exc.message}"
         return (
             f"BMC credentials Secret {namespace}/{name} not found; create it with keys "
-            "username and password (and nvosUsername/nvosPassword for switch trays)"
+            "username and password (and nvosUsername/nvosPassword for switch trays), "
+            f"labelled {CREDENTIALS_LABEL}=true"
         )
+    labels = (secret.get("metadata") or {}).get("labels") or {}
+    if labels.get(CREDENTIALS_LABEL) != "true":
+        return (
+            f"Secret {namespace}/{name} is not labelled {CREDENTIALS_LABEL}=true: the operator "
+            f"reads only Secrets marked as BMC credentials (kubectl label secret {name} -n "
+            f"{namespace} {CREDENTIALS_LABEL}=true)"
+        )
+    return credentials_from(secret)

@@ -16,6 +16,7 @@ from nicoflow.controller.metrics import timed
 from nicoflow.controller.resources import GROUP, VERSION
 from nicoflow.controller.rules import rule_status
 from nicoflow.controller.runtime import Options, Runtime
+from nicoflow.kube import config as kube_config
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,22 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     settings.networking.error_backoffs = [1, 1, 2, 3, 5, 8, 13, 21]
     settings.execution.max_workers = 8
     memo.runtime = await Runtime.create(OPTIONS)
+
+
+@kopf.on.login()
+def login(**_: Any) -> kopf.ConnectionInfo:
+    """kopf connects with the credentials our own client uses (nicoflow.kube.config:
+    the kubernetes loader, credential files only in the private directory)."""
+    cfg = kube_config.load(OPTIONS.kubeconfig)
+    return kopf.ConnectionInfo(
+        server=cfg.server,
+        ca_path=str(cfg.ca_file) if cfg.ca_file else None,
+        insecure=cfg.insecure,
+        token=cfg.bearer(),
+        certificate_path=str(cfg.client_cert) if cfg.client_cert else None,
+        private_key_path=str(cfg.client_key) if cfg.client_key else None,
+        default_namespace=cfg.namespace,
+    )
 
 
 @kopf.on.cleanup()
@@ -132,6 +149,15 @@ async def rule_changed(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) 
 @kopf.on.event(GROUP, VERSION, "racks")
 async def rack_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
     _runtime(memo).racks.observe(event.get("type") or "ADDED", dict(event["object"]))
+
+
+@kopf.on.event(GROUP, VERSION, "rackaccesspolicies")
+async def access_policy_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+    access = _runtime(memo).access
+    etype, body = event.get("type") or "ADDED", dict(event["object"])
+    access.observe(etype, body)
+    if etype != "DELETED":
+        await access.acknowledge(body)
 
 
 @kopf.on.probe(id="tasks")

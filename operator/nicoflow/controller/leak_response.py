@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from nicoflow.api.admission import ANNOTATION_REQUESTED_BY
 from nicoflow.api.common import API_VERSION
 from nicoflow.api.task_spec import (
     ComponentTarget,
@@ -47,8 +48,6 @@ from nicoflow.kube.client import ApiError, Conflict, KubeClient
 
 log = logging.getLogger(__name__)
 
-# who asked for a TaskSpec, when admission records it (see docs/security.md)
-REQUESTED_BY = f"{GROUP}/requested-by"
 
 ANNOTATION_COMPONENT = f"{GROUP}/leak-component"
 ANNOTATION_SINCE = f"{GROUP}/leak-since"
@@ -157,7 +156,7 @@ def _cancelled_by(body: Mapping[str, Any]) -> str:
         if "f:cancel" in ((entry.get("fieldsV1") or {}).get("f:spec") or {})
     ]
     who = ", ".join(m for m in managers if m)
-    requester = (meta.get("annotations") or {}).get(REQUESTED_BY)
+    requester = (meta.get("annotations") or {}).get(ANNOTATION_REQUESTED_BY)
     if requester:
         who = f"{who} for {requester}" if who else requester
     return who

@@ -20,11 +20,13 @@ from nicoflow.controller.alerts import AlertRouter, LogSink, WebhookSink
 from nicoflow.controller.inventory_sync import InventorySyncer
 from nicoflow.controller.leak_response import LeakResponder
 from nicoflow.controller.leak_watch import LeakWatch
+from nicoflow.controller.ownership import TaskGuard
 from nicoflow.controller.rack_mirror import RackController
 from nicoflow.controller.rules import RuleCache
 from nicoflow.controller.schedules import ScheduleController
 from nicoflow.controller.tasks import Settings, TaskManager
 from nicoflow.controller.taskspecs import TaskSpecController
+from nicoflow.controller.tenancy import AccessPolicies, schedule_gate
 from nicoflow.core.client import CoreClient
 from nicoflow.core.config import ComponentManagerConfig, load_config
 from nicoflow.core.managers.registry import ManagerRegistry, core_settings
@@ -57,6 +59,10 @@ class Options:
     inventory_interval: float = 60.0  # 0 = no inventory sync
     leak_interval: float = 60.0  # 0 = no leak watch
     leak_namespace: str = "nico-flow"
+    # nico-flow's own namespace: with no RackAccessPolicy at all, only it (and
+    # the leak namespace) may operate
+    platform_namespace: str = "nico-flow"
+    platform_grant: bool = True  # it may always operate on every rack
     mirror_expected_racks: bool = False
     alert_webhook: str | None = None
     alert_webhook_timeout: float = 5.0
@@ -77,6 +83,7 @@ class Runtime:
     alerts: AlertRouter
     schedules: ScheduleController
     racks: RackController
+    access: AccessPolicies
     _background: list[asyncio.Task[None]] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -122,6 +129,15 @@ class Runtime:
             async with sessions() as session:
                 return await queries.load_for_targets(session, targets)
 
+        async def load_racks(names: list[str]) -> Sequence[InventoryRack]:
+            return await load_inventory({"racks": names})
+
+        access = AccessPolicies(
+            kube,
+            (opts.platform_namespace, opts.leak_namespace),
+            platform_grant=opts.platform_grant,
+        )
+
         tasks = TaskManager(
             kube,
             Actuator(
@@ -137,6 +153,7 @@ class Runtime:
                 confirm_window=opts.confirm_window,
                 max_racks_in_flight=opts.max_racks_in_flight,
             ),
+            guard=TaskGuard(kube, load_racks, access),
         )
         taskspecs = TaskSpecController(
             kube,
@@ -145,6 +162,7 @@ class Runtime:
             rules.candidates,
             resolve_grace=timedelta(seconds=opts.resolve_grace_seconds),
             max_unthrottled_racks=opts.max_unthrottled_racks,
+            access=access,
         )
         tasks.on_change = taskspecs.mark
         sinks: list[LogSink | WebhookSink] = [LogSink()]
@@ -160,7 +178,9 @@ class Runtime:
         if opts.metrics_port is not None:
             port = metrics.serve(opts.metrics_port, lambda: list(tasks.entries.values()))
             log.info("metrics on :%d/metrics", port)
-        schedules = ScheduleController(kube, namespaces=opts.namespaces)
+        schedules = ScheduleController(
+            kube, namespaces=opts.namespaces, gate=schedule_gate(access, load_inventory)
+        )
         runtime = cls(
             kube,
             engine,
@@ -173,6 +193,7 @@ class Runtime:
             alerts,
             schedules,
             RackController(kube, sessions),
+            access,
         )
         runtime._background.append(asyncio.ensure_future(schedules.run(runtime._stop)))
         runtime._background.append(asyncio.ensure_future(tasks.sync()))

@@ -24,13 +24,14 @@ import contextlib
 import copy
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
+from nicoflow.api.admission import requester, vouch
 from nicoflow.api.task_schedule import OverlapPolicy
 from nicoflow.api.task_spec import TaskSpecPhase
 from nicoflow.controller import events
@@ -140,10 +141,12 @@ class ScheduleController:
         clock: Callable[[], datetime] = _now,
         *,
         namespaces: tuple[str, ...] = (),
+        gate: Callable[[Json], Awaitable[str | None]] | None = None,
     ) -> None:
         self.kube = kube
         self.clock = clock
         self.namespaces = namespaces
+        self.gate = gate  # tenancy: why a schedule's targets are not granted, or None
         self.schedules: dict[Key, Json] = {}
         self.taskspecs: dict[Key, dict[str, Json]] = {}
         self._next: dict[Key, datetime] = {}
@@ -347,9 +350,13 @@ class ScheduleController:
             schedule, problem = None, str(exc)
         else:
             problem = ""
+        refused = await self.gate(body) if self.gate is not None else None
 
         token = (meta.get("annotations") or {}).get(ANNOTATION_TRIGGER_NOW)
-        if token and token != status.get("lastTriggerToken"):
+        if token and token != status.get("lastTriggerToken") and refused:
+            await events.post(self.kube, body, "Warning", "AccessDenied", refused)
+            outcome.trigger_token = token  # answered: refused
+        elif token and token != status.get("lastTriggerToken"):
             ts = await self._create(body, timing.trigger_name(key[1], token), now, token)
             if ts is not None:
                 owned[ts["metadata"]["name"]] = ts
@@ -368,7 +375,7 @@ class ScheduleController:
         if schedule is not None and not spec.get("suspend") and not consumed:
             cursor = await self._skip_while_suspended(body, schedule, outcome, now)
             decision = timing.due(schedule, cursor, now, spec.get("startingDeadlineSeconds"))
-            await self._fire_or_skip(key, body, decision, owned, outcome, now)
+            await self._fire_or_skip(key, body, decision, owned, outcome, now, refused)
 
         for name in self._to_prune(owned, spec, exclude=set(outcome.created)):
             with contextlib.suppress(NotFound):
@@ -385,6 +392,8 @@ class ScheduleController:
         else:
             self._next.pop(key, None)
         new_status = self._status(body, schedule, problem, outcome, owned, next_time, now)
+        if refused:
+            _not_ready(new_status, refused, now, meta.get("generation"), status)
         if _differs(status, new_status):
             updated = await self.kube.patch_status(SCHEDULES, key[1], new_status, key[0])
             updated.setdefault("apiVersion", SCHEDULES.api_version)
@@ -484,6 +493,7 @@ class ScheduleController:
         owned: dict[str, Json],
         outcome: _Outcome,
         now: datetime,
+        refused: str | None = None,
     ) -> None:
         spec = body.get("spec") or {}
         if decision.fire is None:
@@ -531,6 +541,14 @@ class ScheduleController:
                 )
                 await events.post(self.kube, body, "Normal", "Skipped", outcome.skip_message)
                 return
+        if refused:  # a granted namespace later must not get this run fired late
+            outcome.skipped, outcome.skip_reason, outcome.skip_message = (
+                decision.fire,
+                "AccessDenied",
+                refused,
+            )
+            await events.post(self.kube, body, "Warning", "AccessDenied", refused)
+            return
         ts = await self._create(body, name, decision.fire, None, exclude=busy)
         if ts is None:
             return
@@ -725,7 +743,8 @@ def _taskspec(
     tmeta = template.get("metadata") or {}
     labels = dict(tmeta.get("labels") or {})
     labels[LABEL_SCHEDULE] = timing.label_value(meta["name"])
-    annotations = dict(tmeta.get("annotations") or {})
+    # audit: made for the schedule's author; the template cannot name anyone else
+    annotations = vouch(dict(tmeta.get("annotations") or {}), requester(meta))
     annotations[ANNOTATION_SCHEDULED_TIME] = timing.format_timestamp(scheduled)
     if token is not None:
         annotations[ANNOTATION_TRIGGER_TOKEN] = token[:256]
@@ -776,6 +795,15 @@ def _max_stamp(a: str | None, b: str | None) -> str | None:
     if not times:
         return None
     return max(times, key=lambda t: timing.parse_timestamp(t))
+
+
+def _not_ready(
+    new_status: Json, refused: str, now: datetime, generation: int | None, prev: Json
+) -> None:
+    """Ready=False, AccessDenied: the namespace is not granted the schedule's racks."""
+    ready = _condition("Ready", False, "AccessDenied", refused, now, generation, prev)
+    kept = [c for c in new_status["conditions"] if c["type"] != "Ready"]
+    new_status["conditions"] = sorted([*kept, ready], key=lambda c: str(c["type"]))
 
 
 def _condition(

@@ -25,6 +25,7 @@ from nicoflow.controller import events, metrics
 from nicoflow.controller.actuator import Actuator
 from nicoflow.controller.bodies import compact, settled
 from nicoflow.controller.coalesce import Coalescer
+from nicoflow.controller.ownership import TaskGuard
 from nicoflow.controller.plans import footprint, plan_from_task, status_of, status_patch, task_spec
 from nicoflow.controller.resources import LABEL_LEAK_RESPONSE, TASKS, TASKSPECS
 from nicoflow.controller.runner import drive
@@ -58,8 +59,6 @@ RackHosts = Callable[[str], Awaitable[list[str]]]
 Archiver = Callable[[dict[str, Any]], Awaitable[None]]
 
 READINESS_TIMEOUT = timedelta(minutes=30)
-# Annotation naming who asked for a TaskSpec (set at admission; see docs/security.md)
-REQUESTED_BY = "flow.nico.io/requested-by"
 READINESS_RECHECK = 5.0
 
 
@@ -136,6 +135,7 @@ class TaskManager:
         on_change: Callable[[Key], None] | None = None,
         settings: Settings | None = None,
         clock: Callable[[], datetime] = utcnow,
+        guard: TaskGuard | None = None,
     ) -> None:
         self.kube = kube
         self.actuator = actuator
@@ -146,6 +146,7 @@ class TaskManager:
         self.on_change = on_change or (lambda _key: None)
         self.settings = settings or Settings()
         self.clock = clock
+        self.guard = guard
         self.entries: dict[Key, Entry] = {}
         self.taskspecs: dict[Key, dict[str, Any]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -249,6 +250,27 @@ class TaskManager:
         async with lock:
             now = self.clock()
             everything = [e for e in self.entries.values() if e.rack == rack]
+            if self.guard is not None:  # only Tasks the operator made for a live TaskSpec run
+                fresh = [e for e in everything if e.runner is None and not e.phase.finished]
+                unchecked = [e.body for e in fresh]
+                try:
+                    refusals = await self.guard.check(unchecked, self.taskspecs)
+                except Exception as exc:
+                    leak_bodies = [e.body for e in fresh if e.leak_response]
+                    if not leak_bodies:
+                        raise
+                    # the inventory cannot answer: leak responses go on, checked
+                    # for ownership alone; the rest wait for it
+                    log.warning("rack %s: Task checks failed (%s); leak responses only", rack, exc)
+                    refusals = await self.guard.check_owners(leak_bodies, self.taskspecs)
+                    held_back = {e.key for e in fresh if not e.leak_response}
+                    everything = [e for e in everything if e.key not in held_back]
+                    self._recheck(rack)
+                for key, no in refusals.items():
+                    if key in self.entries:  # not deleted meanwhile (e.g. collected as orphan)
+                        entry = self.entries[key]
+                        await self._finish_unstarted(entry, TaskPhase.FAILED, no.reason, no.message)
+                everything = [e for e in everything if e.key in self.entries]
             for entry in everything:
                 if entry.runner is None and (entry.phase is TaskPhase.RUNNING or entry.releasing):
                     self._start(entry)  # resume after an operator restart
@@ -437,8 +459,7 @@ class TaskManager:
         st = status_of(entry.body)
         if any(c.type == "ReadinessCheck" for c in st.conditions):
             return
-        ts = self.taskspecs.get(entry.taskspec) or {}
-        who = ((ts.get("metadata") or {}).get("annotations") or {}).get(REQUESTED_BY)
+        who = (entry.body.get("spec") or {}).get("requestedBy")
         message = (
             f"readiness check overridden (overrideReadinessCheck) by TaskSpec {entry.taskspec[1]}"
             f"{f', requested by {who}' if who else ''}: in-use components are not waited for"

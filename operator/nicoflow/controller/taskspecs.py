@@ -11,8 +11,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from nicoflow.api.admission import requester
 from nicoflow.api.task_spec import TaskSpecPhase, TaskSpecSpec
-from nicoflow.controller import events, heap
+from nicoflow.controller import events, heap, tenancy
 from nicoflow.controller.conditions import condition
 from nicoflow.controller.leak_response import ANNOTATION_COMPONENT
 from nicoflow.controller.resources import (
@@ -25,6 +26,7 @@ from nicoflow.controller.resources import (
     task_name,
 )
 from nicoflow.controller.tasks import Key, TaskManager
+from nicoflow.controller.tenancy import AccessPolicies
 from nicoflow.domain.rule_selection import RuleCandidate, RuleChoiceError, select_rule
 from nicoflow.domain.targets import (
     InventoryComponent,
@@ -96,6 +98,7 @@ class TaskSpecController:
         clock: Callable[[], datetime] = _now,
         resolve_grace: timedelta = RESOLVE_GRACE,
         max_unthrottled_racks: int = DEFAULT_MAX_UNTHROTTLED_RACKS,
+        access: AccessPolicies | None = None,
     ) -> None:
         self.kube = kube
         self.tasks = tasks
@@ -104,6 +107,7 @@ class TaskSpecController:
         self.clock = clock
         self.resolve_grace = resolve_grace
         self.max_unthrottled_racks = max_unthrottled_racks
+        self.access = access
         self._dirty: set[Key] = set()
         self._written: dict[Key, dict[str, Any]] = {}
         self._locks: dict[Key, asyncio.Lock] = {}
@@ -149,14 +153,22 @@ class TaskSpecController:
         if resolution.errors and age < self.resolve_grace:
             asyncio.get_running_loop().call_later(RESOLVE_RETRY, self._retry, key)
             return
-        wide = self._too_wide(spec, len(resolution.per_rack))
-        if wide:
-            await self._refuse(body, "BlastRadius", wide, now)
-            return
         errors: list[dict[str, str]] = [
             {"target": t[:256], "message": m[:1024]} for t, m in resolution.errors
         ]
         by_name = {r.name: r for r in racks}
+        if self.access is not None:  # tenancy: outside the namespace's grants, refuse it all
+            verdict = await self.access.verdict(
+                key[0], spec.operation, [by_name[r] for r in resolution.per_rack]
+            )
+            if not verdict.allowed:
+                self._written[key] = await tenancy.refuse(self.kube, body, verdict, now)
+                self.mark(key)
+                return
+        wide = self._too_wide(spec, len(resolution.per_rack))
+        if wide:
+            await self._refuse(body, "BlastRadius", wide, now)
+            return
         candidates = self.rules()
         created: list[dict[str, str]] = []
         for rack_name, components in sorted(resolution.per_rack.items()):
@@ -188,6 +200,7 @@ class TaskSpecController:
             "racks": len(created),
             "startTime": _ts(now),
             "resolutionErrors": errors[:MAX_ERRORS] or None,
+            "requestedBy": requester(meta),  # audit
         }
         if not created:
             message = "no Task created: " + (
@@ -286,6 +299,8 @@ class TaskSpecController:
             task_spec["description"] = spec.description
         if spec.options is not None:
             task_spec["options"] = spec.options.to_k8s()
+        if requester(meta):  # audit
+            task_spec["requestedBy"] = requester(meta)
         return {
             "apiVersion": TASKS.api_version,
             "kind": TASKS.kind,

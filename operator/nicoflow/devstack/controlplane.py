@@ -2,6 +2,9 @@
 kube-controller-manager, built from the Go modules by hack/build-control-plane.sh.
 
 RBAC is on; an admin token (group system:masters) is written into a kubeconfig.
+A few named users without any rights (`USERS`) get static tokens, and a client
+CA signs certificates for more (`issue_client_cert`), so tests act as ordinary
+people and ServiceAccounts through the apiserver's own authentication.
 kube-controller-manager gives namespace deletion, owner-reference garbage
 collection and ServiceAccount tokens; there is no kubelet or scheduler, so Pods
 stay Pending, which the operator never needs.
@@ -25,6 +28,8 @@ from nicoflow.devstack.processes import free_port, spawn, stop, wait_until
 REPO_ROOT = Path(__file__).resolve().parents[3]
 BUILD_SCRIPT = REPO_ROOT / "hack" / "build-control-plane.sh"
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager")
+# users with a static token and no RBAC rights until a test grants some
+USERS = ("alice", "bob", "carol")
 
 
 def binaries_dir() -> Path:
@@ -66,6 +71,9 @@ class ControlPlane:
     bin_dir: Path | None = None
     with_controller_manager: bool = True
     token: str = field(default_factory=lambda: secrets.token_hex(16))
+    user_tokens: dict[str, str] = field(
+        default_factory=lambda: {u: secrets.token_hex(16) for u in USERS}
+    )
     etcd_port: int = 0
     apiserver_port: int = 0
     _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
@@ -160,6 +168,7 @@ class ControlPlane:
             f"--service-account-signing-key-file={d / 'sa.key'}",
             "--authorization-mode=RBAC",
             f"--token-auth-file={d / 'tokens.csv'}",
+            f"--client-ca-file={d / 'client-ca.crt'}",
             "--allow-privileged=true",
             "--disable-admission-plugins=ServiceAccount",
             "--enable-priority-and-fairness=false",
@@ -223,7 +232,42 @@ class ControlPlane:
                 check=True,
                 capture_output=True,
             )
-        (self.workdir / "tokens.csv").write_text(f'{self.token},admin,admin,"system:masters"\n')
+        ca_key, ca_crt = self.workdir / "client-ca.key", self.workdir / "client-ca.crt"
+        if not ca_key.exists():
+            _openssl(
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "7",
+                "-subj", "/CN=nico-flow-test-client-ca",
+                "-keyout", str(ca_key), "-out", str(ca_crt),
+            )  # fmt: skip
+        rows = [f'{self.token},admin,admin,"system:masters"']
+        rows += [f"{token},{user},{user}" for user, token in self.user_tokens.items()]
+        (self.workdir / "tokens.csv").write_text("\n".join(rows) + "\n")
+
+    def issue_client_cert(self, user: str, groups: tuple[str, ...] = ()) -> tuple[bytes, bytes]:
+        """A client certificate (PEM) and its key for `user` in `groups`, signed by
+        the CA the apiserver trusts for client authentication."""
+        d = self.workdir / "client-certs"
+        d.mkdir(mode=0o700, exist_ok=True)
+        tag = secrets.token_hex(4)
+        key, csr, crt = d / f"{tag}.key", d / f"{tag}.csr", d / f"{tag}.crt"
+        subject = f"/CN={user}" + "".join(f"/O={g}" for g in groups)
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", subject,
+                 "-keyout", str(key), "-out", str(csr))  # fmt: skip
+        ext = d / f"{tag}.ext"
+        ext.write_text("extendedKeyUsage=clientAuth\n")
+        _openssl(
+            "x509", "-req", "-in", str(csr), "-CA", str(self.workdir / "client-ca.crt"),
+            "-CAkey", str(self.workdir / "client-ca.key"), "-CAcreateserial", "-days", "2",
+            "-out", str(crt), "-extfile", str(ext),
+        )  # fmt: skip
+        pem, private = crt.read_bytes(), key.read_bytes()
+        for f in (key, csr, crt, ext):
+            f.unlink()
+        return pem, private
+
+    def user_kubeconfig(self, user: str, directory: Path) -> Path:
+        """A kubeconfig for one of `USERS`, with its static token."""
+        return self.write_kubeconfig(directory / f"{user}.kubeconfig", self.user_tokens[user], user)
 
     def write_kubeconfig(self, path: Path, token: str, user: str = "admin") -> Path:
         """A kubeconfig for `user` holding `token` (tests write ones for ServiceAccounts)."""
@@ -278,6 +322,10 @@ current-context: local
     def metrics(self) -> str:
         """The apiserver's own Prometheus metrics (benchmarks count writes from them)."""
         return _http_get(f"{self.server}/metrics", token=self.token)
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
 
 
 def _insecure_context() -> ssl.SSLContext:

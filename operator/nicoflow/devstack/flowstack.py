@@ -13,6 +13,7 @@ from typing import Any, Self
 import httpx
 import yaml
 
+from nicoflow.api import admission
 from nicoflow.devstack.controlplane import ControlPlane
 from nicoflow.devstack.services import Service, flow_argv
 from nicoflow.inventory import migrate
@@ -156,7 +157,9 @@ class FlowStack:
     def apply_crds(self) -> None:
         files = sorted(CRD_DIR.glob("*.yaml"))
         self.cp.kubectl("apply", "--server-side", "--force-conflicts", *[f"-f={f}" for f in files])
-        names = [f"crd/{f.name.removesuffix('.yaml')}" for f in files]
+        names = [
+            f"crd/{f.name.removesuffix('.yaml')}" for f in files if f.name != admission.FILENAME
+        ]
         self.cp.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
 
     def start_simulator(self) -> None:
@@ -220,9 +223,9 @@ class FlowStack:
             *("--kubeconfig", str(self.cp.kubeconfig), "--database-url", self.database_url),
             *args,
         )
-        service = Service(
-            "api", argv, self.workdir / log, env={"FLOW_ENV": "development", **(env or {})}
-        )
+        # plaintext on loopback unless the caller gives certificates
+        base = {"FLOW_ENV": "development", "ALLOW_INSECURE_GRPC": "true"}
+        service = Service("api", argv, self.workdir / log, env={**base, **(env or {})})
         try:
             return service.start(ready_json=True, timeout=60)
         except BaseException:

@@ -411,6 +411,8 @@ class TaskHistory(Base):
     phase: Mapped[TaskPhase] = mapped_column(_enum(TaskPhase, "phase"), nullable=False, index=True)
     message: Mapped[str | None] = mapped_column(Text)
     description: Mapped[str | None] = mapped_column(Text)
+    # who asked: the Task's spec.requestedBy (nicoflow.api.admission.requester)
+    requested_by: Mapped[str | None] = mapped_column(Text)
     # Component ids by type value: {"compute": ["<uuid>", ...], "nvswitch": [...]}.
     components: Mapped[dict[str, list[str]]] = mapped_column(
         JSONB, nullable=False, default=dict, server_default=text("'{}'::jsonb")

@@ -345,6 +345,7 @@ async def _task_record(session: AsyncSession, body: Mapping[str, Any]) -> dict[s
         "name": meta.get("name"),
         "namespace": meta.get("namespace"),
         "task_spec_name": spec.get("taskSpecName"),
+        "requested_by": spec.get("requestedBy"),
         "rack_id": rack_id,
         "rack_name": rack_name,
         "operation_code": spec.get("operation"),

@@ -19,6 +19,9 @@ RULES = Resource(GROUP, VERSION, "operationrules", "OperationRule", namespaced=F
 TASKSPECS = Resource(GROUP, VERSION, "taskspecs", "TaskSpec")
 TASKS = Resource(GROUP, VERSION, "tasks", "Task")
 SCHEDULES = Resource(GROUP, VERSION, "taskschedules", "TaskSchedule")
+ACCESS_POLICIES = Resource(
+    GROUP, VERSION, "rackaccesspolicies", "RackAccessPolicy", namespaced=False
+)
 
 LABEL_RACK = f"{GROUP}/rack"
 LABEL_OPERATION = f"{GROUP}/operation"

@@ -1,19 +1,27 @@
-"""How `flow serve` may run: deployment environment, TLS material, dev mode.
+"""How `flow serve` may run: deployment environment, TLS material, dev mode,
+and who may call what.
 
 Rules (as the original): FLOW_ENV is development, staging or production and
 defaults to development. Certificates come from explicit --ca-cert/--tls-cert/
 --tls-key (all three or none) or from $CERTDIR (default the SPIFFE mount) with
 ca.crt, tls.crt and tls.key; with them clients must present a certificate
-signed by that CA (mTLS). Without certificates the server runs in plaintext
-in development only (ALLOW_INSECURE_GRPC=true there marks it as intended in
-the startup warning); staging and production refuse to start, whatever
-ALLOW_INSECURE_GRPC says. They also refuse --dev-mode (reflection, debug logs)."""
+signed by that CA (mTLS). Without certificates the server refuses to start
+unless plaintext is asked for with ALLOW_INSECURE_GRPC=true or --insecure, and
+even then only in development: staging and production always need
+certificates. They also refuse --dev-mode (reflection, debug logs).
+
+Authorization (nicoflow.service.authz): with mTLS, a roles file (--roles) maps
+certificate identities to roles; without one every client is admin in
+development and viewer in staging and production. Plaintext has no client
+identity: every caller is admin, so a roles file is refused there."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from nicoflow.service.authz import Authorizer, Role, RolesError, load_roles
 
 DEFAULT_CERT_DIR = Path("/var/run/secrets/spiffe.io")
 CA_FILE, CERT_FILE, KEY_FILE = "ca.crt", "tls.crt", "tls.key"
@@ -41,6 +49,7 @@ class SecurityPlan:
     environment: str
     tls: ServerTls | None
     warnings: tuple[str, ...] = ()
+    authorizer: Authorizer = field(default_factory=lambda: Authorizer(None))
 
 
 def _flag(value: str | None) -> bool:
@@ -114,9 +123,12 @@ def plan(
     ca_cert: str | None = None,
     tls_cert: str | None = None,
     tls_key: str | None = None,
+    insecure: bool = False,
+    roles_file: str | None = None,
     env: Mapping[str, str],
 ) -> SecurityPlan:
-    """Decide TLS and check the environment's rules; ServeConfigError when refused."""
+    """Decide TLS and authorization and check the environment's rules;
+    ServeConfigError when refused."""
     flow_env = environment(env)
     if dev_mode and flow_env in _STRICT:
         raise ServeConfigError(
@@ -125,17 +137,45 @@ def plan(
         )
     tls = server_tls(ca_cert=ca_cert, tls_cert=tls_cert, tls_key=tls_key, env=env)
     if tls is not None:
-        return SecurityPlan(flow_env, tls)
+        return _with_roles(SecurityPlan(flow_env, tls), roles_file)
+    where = (
+        f"pass --ca-cert, --tls-cert and --tls-key, or mount {CA_FILE}, {CERT_FILE} and "
+        f"{KEY_FILE} in $CERTDIR (default {DEFAULT_CERT_DIR})"
+    )
     if flow_env in _STRICT:
+        raise ServeConfigError(f"FLOW_ENV={flow_env} requires mTLS certificates: {where}")
+    if not (insecure or _flag(env.get("ALLOW_INSECURE_GRPC"))):
         raise ServeConfigError(
-            f"FLOW_ENV={flow_env} requires mTLS certificates: pass --ca-cert, --tls-cert and "
-            f"--tls-key, or mount {CA_FILE}, {CERT_FILE} and {KEY_FILE} in $CERTDIR "
-            f"(default {DEFAULT_CERT_DIR})"
+            f"no certificates for mTLS: {where}; to serve plaintext gRPC on purpose "
+            "(development only; every caller may do everything), set ALLOW_INSECURE_GRPC=true "
+            "or pass --insecure"
         )
-    if _flag(env.get("ALLOW_INSECURE_GRPC")):
-        return SecurityPlan(flow_env, None, ("serving plaintext gRPC (ALLOW_INSECURE_GRPC=true)",))
+    if roles_file:
+        raise ServeConfigError(
+            "--roles needs mTLS: plaintext callers have no certificate identity to map to a "
+            f"role; {where}, or drop --roles"
+        )
+    how = "--insecure" if insecure else "ALLOW_INSECURE_GRPC=true"
     return SecurityPlan(
         flow_env,
         None,
-        ("no certificates found: serving plaintext gRPC because FLOW_ENV=development",),
+        (f"serving plaintext gRPC ({how}): no client identity, every caller is admin",),
+        Authorizer(None, Role.ADMIN),
     )
+
+
+def _with_roles(plan: SecurityPlan, roles_file: str | None) -> SecurityPlan:
+    if roles_file:
+        try:
+            roles = load_roles(roles_file)
+        except RolesError as exc:
+            raise ServeConfigError(str(exc)) from None
+        return SecurityPlan(plan.environment, plan.tls, plan.warnings, Authorizer(roles))
+    if plan.environment in _STRICT:
+        note = (
+            "no --roles file: every client certificate signed by the CA is a viewer "
+            "(read RPCs only)"
+        )
+        return SecurityPlan(plan.environment, plan.tls, (note,), Authorizer(None, Role.VIEWER))
+    note = "no --roles file: every client certificate signed by the CA is admin (development)"
+    return SecurityPlan(plan.environment, plan.tls, (note,), Authorizer(None, Role.ADMIN))

@@ -1,7 +1,9 @@
-"""One structured log line, metrics and a trace span per RPC, and the last word
-on status codes.
+"""One structured log line, metrics and a trace span per RPC, authorization,
+and the last word on status codes.
 
-Wraps every unary handler of the server: a ServiceError becomes its code and
+Wraps every unary handler of the server: calls to the authorized service
+(v1.Flow) need the role nicoflow.service.authz names, else PERMISSION_DENIED
+saying which role (logged and counted); a ServiceError becomes its code and
 message, an unreachable backend UNAVAILABLE, and any other exception INTERNAL
 with a short message (the traceback goes to the log, not to the caller).
 Streaming handlers (health Watch, reflection) pass through untouched."""
@@ -17,6 +19,7 @@ from typing import Any
 import grpc
 
 from nicoflow import tracing
+from nicoflow.service.authz import CALLER, Authorizer, identity_from
 from nicoflow.service.errors import classify, level_for
 from nicoflow.service.metrics import ApiMetrics
 
@@ -32,8 +35,15 @@ def _split(method: str) -> tuple[str, str]:
 
 
 class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    def __init__(self, metrics: ApiMetrics | None = None) -> None:
+    def __init__(
+        self,
+        metrics: ApiMetrics | None = None,
+        authorizer: Authorizer | None = None,
+        authorized_service: str = "v1.Flow",
+    ) -> None:
         self._metrics = metrics
+        self._authorizer = authorizer
+        self._authorized_service = authorized_service
 
     async def intercept_service(
         self,
@@ -49,11 +59,15 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         service, name = _split(str(method))
         inner = handler.unary_unary
         metrics = self._metrics
+        authorizer = self._authorizer if service == self._authorized_service else None
 
         async def behavior(request: Any, context: Any) -> Any:
             start = time.monotonic()
             code = grpc.StatusCode.OK
             error = ""
+            identity = identity_from(context.auth_context() or {})
+            who = identity.display if identity is not None else ""
+            caller = CALLER.set(who or None)
             if metrics is not None:
                 metrics.started(service, name)
             span = (
@@ -62,6 +76,11 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 else None
             )
             try:
+                if authorizer is not None:
+                    decision = authorizer.decide(name, identity)
+                    if not decision.allowed:
+                        _denied(service, name, decision.identity, decision.needed.label, metrics)
+                        await context.abort(grpc.StatusCode.PERMISSION_DENIED, decision.message)
                 return await inner(request, context)
             except asyncio.CancelledError:
                 code = grpc.StatusCode.CANCELLED
@@ -83,6 +102,7 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                         log.warning("%s/%s: backend unavailable: %r", service, name, exc)
                 await context.abort(code, error)
             finally:
+                CALLER.reset(caller)
                 elapsed = time.monotonic() - start
                 if metrics is not None:
                     metrics.handled(service, name, code, elapsed)
@@ -99,6 +119,7 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                         "grpc.code": code.name,
                         "grpc.duration_ms": round(duration, 3),
                         "grpc.peer": context.peer(),
+                        "grpc.identity": who,
                         "grpc.error": error,
                     },
                 )
@@ -108,6 +129,24 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+
+
+def _denied(
+    service: str, method: str, identity: str, needed: str, metrics: ApiMetrics | None
+) -> None:
+    if metrics is not None:
+        metrics.denied(service, method, needed)
+    log.warning(
+        "flow rpc denied: %s needs role %s",
+        method,
+        needed,
+        extra={
+            "grpc.service": service,
+            "grpc.method": method,
+            "grpc.identity": identity,
+            "flow.role_needed": needed,
+        },
+    )
 
 
 def _carrier(context: Any) -> dict[str, str]:

@@ -60,6 +60,13 @@ class ApiMetrics:
             _LABELS,
             registry=r,
         )
+        # ours: calls refused for want of a role, by the role they needed
+        self._denied = Counter(
+            "flow_api_permission_denied_total",
+            "RPCs refused because the caller's role is below the one the method needs.",
+            ["grpc_service", "grpc_method", "required_role"],
+            registry=r,
+        )
         self._http: Any = None
 
     def started(self, service: str, method: str) -> None:
@@ -73,6 +80,9 @@ class ApiMetrics:
         if code is grpc.StatusCode.OK:
             self._sent.labels(UNARY, service, method).inc()
         self._in_flight.labels(UNARY, service, method).dec()
+
+    def denied(self, service: str, method: str, required_role: str) -> None:
+        self._denied.labels(service, method, required_role).inc()
 
     def serve(self, host: str, port: int) -> int:
         """Start /metrics on a daemon thread; returns the bound port."""

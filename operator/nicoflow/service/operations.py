@@ -25,6 +25,7 @@ from nicoflow.kube.client import Conflict, Invalid
 from nicoflow.kube.client import NotFound as KubeNotFound
 from nicoflow.kube.resources import GROUP, RULES, TASKSPECS, task_name
 from nicoflow.service import admission
+from nicoflow.service.authz import stamp_caller
 from nicoflow.service.backend import Backend
 from nicoflow.service.errors import (
     FailedPrecondition,
@@ -160,6 +161,7 @@ async def submit(backend: Backend, op: OperationRequest) -> list[uuid.UUID]:
         name = taskspec_name(op.code, uuid.uuid4().hex[:8])
         ids = {rack: task_id(ns, task_name(name, rack)) for rack in racks}
         body = taskspec_body(name, ns, op, targets, rule_name=rule_name, task_ids=ids)
+        stamp_caller(body)  # audit: who asked
         try:
             await retrying(functools.partial(backend.kube.create, TASKSPECS, body, ns))
         except Conflict:

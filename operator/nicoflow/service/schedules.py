@@ -71,6 +71,7 @@ from nicoflow.kube.resources import (
 )
 from nicoflow.service import operation_requests as requests
 from nicoflow.service import operations
+from nicoflow.service.authz import stamp_caller
 from nicoflow.service.backend import Backend
 from nicoflow.service.enums import component_type_number
 from nicoflow.service.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
@@ -643,6 +644,7 @@ async def create_schedule(
         "spec": spec,
     }
     ns = backend.namespace
+    stamp_caller(body)  # audit: who asked
     try:
         created = await retrying(lambda: backend.kube.create(SCHEDULES, body, ns))
     except Conflict:

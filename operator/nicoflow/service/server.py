@@ -55,6 +55,8 @@ class ServeOptions:
     ca_cert: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
+    insecure: bool = False  # plaintext without certificates (development only)
+    roles_file: str | None = None  # who may call what (nicoflow.service.authz)
     namespace: str = DEFAULT_NAMESPACE
     kubeconfig: str | None = None
     database_url: str | None = None
@@ -71,6 +73,8 @@ class FlowServer:
             ca_cert=options.ca_cert,
             tls_cert=options.tls_cert,
             tls_key=options.tls_key,
+            insecure=options.insecure,
+            roles_file=options.roles_file,
             env=self.env,
         )
         self.port = options.port
@@ -111,7 +115,8 @@ class FlowServer:
         )
         if self.options.metrics_port is not None:
             self.metrics = ApiMetrics()
-        server = grpc.aio.server(interceptors=[RpcInterceptor(self.metrics)], options=_OPTIONS)
+        interceptor = RpcInterceptor(self.metrics, self.security.authorizer, SERVICE)
+        server = grpc.aio.server(interceptors=[interceptor], options=_OPTIONS)
         server.add_generic_rpc_handlers((generic_handler(FlowApi(self.backend, self.env)),))
         self._health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
@@ -140,10 +145,11 @@ class FlowServer:
         await self._health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self._health.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
         log.info(
-            "flow API serving %s on %s (%s, env %s, namespace %s); not implemented yet: %s",
+            "flow API serving %s on %s (%s, %s, env %s, namespace %s); not implemented yet: %s",
             SERVICE,
             self.address,
             f"mTLS from {self.security.tls.source}" if self.security.tls else "plaintext",
+            self.security.authorizer.describe(),
             self.security.environment,
             self.options.namespace,
             ", ".join(unimplemented()),

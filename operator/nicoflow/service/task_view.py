@@ -86,6 +86,7 @@ class TaskRecord:
     archived: bool = False
     # the OperationRule the Task ran (None for a built-in rule)
     rule_name: str | None = None
+    requested_by: str = ""
 
     @property
     def active(self) -> bool:
@@ -130,6 +131,7 @@ def from_task_object(body: Mapping[str, Any]) -> TaskRecord:
         stages=tuple(status.get("stages") or ()),
         cancel_requested=bool(spec.get("cancel")),
         rule_name=_rule_name(spec.get("rule")),
+        requested_by=str(spec.get("requestedBy") or ""),
     )
 
 
@@ -156,6 +158,7 @@ def from_history(row: TaskHistory) -> TaskRecord:
         stored_report=report if isinstance(report, Mapping) and "version" in report else None,
         archived=True,
         rule_name=_rule_name(row.applied_rule),
+        requested_by=row.requested_by or "",
     )
 
 
@@ -330,6 +333,7 @@ def task_message(
         status=task_status(record.phase),
         message=record.message,
         executor_type=executor_type(record),
+        requested_by=record.requested_by,
     )
     if applied_rule_id is not None:
         msg.applied_rule_id.id = str(applied_rule_id)

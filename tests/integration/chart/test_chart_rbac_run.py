@@ -107,7 +107,7 @@ def api(
             flow.database_url,
         ),
         flow.workdir / "api.log",
-        env={"FLOW_ENV": "development"},
+        env={"FLOW_ENV": "development", "ALLOW_INSECURE_GRPC": "true"},
     ).start(ready_json=True, timeout=60)
     yield str(service.ready_info["grpc"])
     service.stop()

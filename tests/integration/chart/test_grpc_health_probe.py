@@ -69,7 +69,7 @@ async def _start(
             kubeconfig=str(control_plane.kubeconfig),
             database_url=database_url,
         ),
-        env=env or {"FLOW_ENV": "development"},
+        env=env or {"FLOW_ENV": "development", "ALLOW_INSECURE_GRPC": "true"},
     )
     await server.start()
     servers.append(server)

@@ -171,7 +171,7 @@ def restart_succeeded(env: Env, taskspec: str, racks: list[str]) -> list[str]:
 
 # -- `flow serve` as a process -------------------------------------------------------------
 
-DEV_ENV = {"FLOW_ENV": "development"}
+DEV_ENV = {"FLOW_ENV": "development", "ALLOW_INSECURE_GRPC": "true"}
 
 
 @dataclass

@@ -74,7 +74,14 @@ def _path(info: Info, namespace: str) -> str:
 
 
 def test_every_kind_is_fuzzed() -> None:
-    assert set(KINDS) == {"TaskSpec", "Task", "Rack", "OperationRule", "TaskSchedule"}
+    assert set(KINDS) == {
+        "TaskSpec",
+        "Task",
+        "Rack",
+        "OperationRule",
+        "TaskSchedule",
+        "RackAccessPolicy",
+    }
 
 
 @pytest.mark.timeout(600)

@@ -2512,6 +2512,7 @@ class Task(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     STARTED_AT_FIELD_NUMBER: _builtins.int
     REPORT_FIELD_NUMBER: _builtins.int
+    REQUESTED_BY_FIELD_NUMBER: _builtins.int
     operation: _builtins.str
     """Human-readable operation, e.g. "PowerOff, forced true"."""
     description: _builtins.str
@@ -2523,6 +2524,11 @@ class Task(_message.Message):
     """Short text about the status (not progress; see report)."""
     report: _builtins.str
     """Versioned JSON document with per-stage progress."""
+    requested_by: _builtins.str
+    """Who asked for the task: the API caller's certificate identity and the
+    Kubernetes user it came through, or the Kubernetes user who created the
+    TaskSpec. Not in the original; empty when unknown.
+    """
     @_builtins.property
     def id(self) -> Global___UUID: ...
     @_builtins.property
@@ -2562,10 +2568,11 @@ class Task(_message.Message):
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         started_at: _timestamp_pb2.Timestamp | None = ...,
         report: _builtins.str = ...,
+        requested_by: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_applied_rule_id", b"_applied_rule_id", "_finished_at", b"_finished_at", "_queue_expires_at", b"_queue_expires_at", "_started_at", b"_started_at", "applied_rule_id", b"applied_rule_id", "created_at", b"created_at", "finished_at", b"finished_at", "id", b"id", "queue_expires_at", b"queue_expires_at", "rack_id", b"rack_id", "started_at", b"started_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_applied_rule_id", b"_applied_rule_id", "_finished_at", b"_finished_at", "_queue_expires_at", b"_queue_expires_at", "_started_at", b"_started_at", "applied_rule_id", b"applied_rule_id", "component_uuids", b"component_uuids", "created_at", b"created_at", "description", b"description", "execution_id", b"execution_id", "executor_type", b"executor_type", "finished_at", b"finished_at", "id", b"id", "message", b"message", "operation", b"operation", "queue_expires_at", b"queue_expires_at", "rack_id", b"rack_id", "report", b"report", "started_at", b"started_at", "status", b"status", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_applied_rule_id", b"_applied_rule_id", "_finished_at", b"_finished_at", "_queue_expires_at", b"_queue_expires_at", "_started_at", b"_started_at", "applied_rule_id", b"applied_rule_id", "component_uuids", b"component_uuids", "created_at", b"created_at", "description", b"description", "execution_id", b"execution_id", "executor_type", b"executor_type", "finished_at", b"finished_at", "id", b"id", "message", b"message", "operation", b"operation", "queue_expires_at", b"queue_expires_at", "rack_id", b"rack_id", "report", b"report", "requested_by", b"requested_by", "started_at", b"started_at", "status", b"status", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__applied_rule_id: _TypeAlias = _typing.Literal["applied_rule_id"]  # noqa: Y015
     _WhichOneofArgType__applied_rule_id: _TypeAlias = _typing.Literal["_applied_rule_id", b"_applied_rule_id"]  # noqa: Y015
