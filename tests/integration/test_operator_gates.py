@@ -94,7 +94,9 @@ def stage(env: Env, task: str) -> int:
 
 
 def message(env: Env, task: str) -> str:
-    return str((env.task(task).get("status") or {}).get("message") or "")
+    """A Task's status message; empty until the operator has created it."""
+    found = [t for t in env.flow.list("tasks", NS) if t["metadata"]["name"] == task]
+    return str((found[0].get("status") or {}).get("message") or "") if found else ""
 
 
 def events_of(env: Env, name: str) -> list[dict[str, Any]]:
