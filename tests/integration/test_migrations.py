@@ -152,7 +152,7 @@ def test_0002_adds_and_removes_its_columns_and_keeps_the_rows(
         conn.execute(text("UPDATE component SET nvos_ip = '10.0.0.9', leak_since = now()"))
 
     down = migrate.downgrade(database_url, "0001")
-    assert (down.before, down.after) == (HEAD, "0001")
+    assert (down.before, down.after) == ("0002", "0001")
     assert "rack_id" not in _columns(engine, "component_drift")
     assert not {"nvos_ip", "leak_since"} & _columns(engine, "component")
     with engine.connect() as conn:
@@ -164,11 +164,11 @@ def test_0002_adds_and_removes_its_columns_and_keeps_the_rows(
 
 
 def test_0004_archived_tasks_record_who_asked(database_url: str, engine: Engine) -> None:
-    migrate.migrate_to(database_url, "0002")
+    migrate.migrate_to(database_url, "0003")
     assert "requested_by" not in _columns(engine, "task_history")
-    assert migrate.upgrade(database_url).after == "0004"
+    assert migrate.upgrade(database_url, "0004").after == "0004"
     assert "requested_by" in _columns(engine, "task_history")
-    assert migrate.downgrade(database_url, "0002").after == "0002"
+    assert migrate.downgrade(database_url, "0003").after == "0003"
     assert "requested_by" not in _columns(engine, "task_history")
 
 
@@ -580,7 +580,7 @@ def test_flow_db_cli_up_and_down(database_url: str, engine: Engine) -> None:
     hist = _flow("db", "history", "--database-url", database_url)
     assert hist.returncode == 0, hist.stderr
     assert "base -> 0001:" in hist.stdout
-    assert f"0002 -> {HEAD} (head, current)" in hist.stdout
+    assert f"0003 -> {HEAD} (head, current)" in hist.stdout
 
     down = _flow("db", "migrate", "--to", "base", "--database-url", database_url)
     assert down.returncode == 0, down.stderr
@@ -657,7 +657,7 @@ def test_0003_adds_display_names_and_order_and_keeps_the_rows(
                 "VALUES ('compute', 'NVIDIA', 'C1')"
             )
         )
-    assert migrate.upgrade(database_url).after == "0003"
+    assert migrate.upgrade(database_url, "0003").after == "0003"
     assert {"display_name", "ordinal"} <= _columns(engine, "component")
     with engine.begin() as conn:
         assert conn.execute(text("SELECT display_name FROM rack")).all() == [(None,)]
