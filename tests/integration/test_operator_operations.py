@@ -243,6 +243,10 @@ def test_dpu_firmware_upgrade_completes_and_takes_the_host_report_off(env: Env) 
         timeout=180,
     )
     assert phase(ts) == "Complete", ts["status"]
+    # the Task keeps removing the hosts' update report once its DPUs are done
+    env.wait_task(
+        env.task_name("dpu-upgrade", rack), lambda t: not t["status"].get("releases"), timeout=30
+    )
     for tray in trays:
         now = env.control.component(tray["id"])
         assert "host-update" not in now["overrides"], now

@@ -15,13 +15,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from nicoflow.api.taskstatus import AppliedRule, ItemPhase, TaskStatus
+from nicoflow.api.taskstatus import AppliedRule, ItemPhase, Release, TaskStatus
 from nicoflow.domain.default_rules import builtin_rule
 from nicoflow.domain.rules import parse_rule_definition
-from nicoflow.domain.types import ComponentType, OperationCode, TaskPhase
+from nicoflow.domain.types import ComponentType, Leftover, OperationCode, TaskPhase
 from nicoflow.engine import steps
 from nicoflow.engine.plan import Call, CallKind, Component, Observed, Options, Outcome, Plan, Result
-from nicoflow.engine.task import Decision, advance
+from nicoflow.engine.task import Decision, _release, advance
 
 C, NVS, PS = ComponentType.COMPUTE, ComponentType.NVSWITCH, ComponentType.POWERSHELF
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -481,3 +481,19 @@ def test_a_built_in_rule_polls_fast_at_first() -> None:
     assert step.started_at is not None
     # four reads a second or so apart, far below the built-in 10 s interval
     assert (step.finished_at - step.started_at).total_seconds() < 10
+
+
+def test_a_step_that_finishes_takes_its_leftover_away_at_once() -> None:
+    """A release tried while the work was under way backs off; the step's
+    own "done" must not wait out that backoff."""
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    held = Release(id="h1", leftover=Leftover.HOST_UPDATE)
+    st = TaskStatus(releases=[held], release_attempts=4, release_at=now + timedelta(seconds=40))
+    d = Decision(status=st)
+    _release(st, [], now, d)
+    assert d.calls == []  # nothing new: the backoff stands
+
+    d = Decision(status=st)
+    _release(st, [held], now, d)
+    assert [c.ids for c in d.calls] == [("h1",)]
+    assert st.release_attempts == 1

@@ -147,7 +147,10 @@ def _release(st: TaskStatus, found: list[Release], now: datetime, d: Decision) -
             new.append(r)
     if new:
         st.releases = [*st.releases, *new][:256]
-        st.release_at = None
+    if found and (new or st.release_at is not None):
+        # a step just said these are done with: try now, not after the backoff
+        # that earlier tries (made while the work was still under way) built up
+        st.release_at, st.release_attempts = None, 0
         d.persist = True
     if not st.releases:
         if st.release_at is not None or st.release_attempts:
