@@ -356,7 +356,7 @@ INVALID: list[tuple[str, str, Callable[[], Obj], str]] = [
         "taskspec without targets",
         "TaskSpec",
         no_pp_targets,
-        "targets must name at least one of racks, rackSelector, nvlDomains or components",
+        "targets must name at least one of racks, rackSelector, nvlDomains, components or allRacks",
     ),
     (
         "component with two identifiers",
@@ -719,6 +719,26 @@ INVALID: list[tuple[str, str, Callable[[], Obj], str]] = [
         lambda: task_with_main({"name": "WaitBringUp", "pollInterval": "0ms"}),
         "pollInterval must be greater than 0",
     ),
+    (
+        "task rule with a timeout past Go's durations",
+        "Task",
+        lambda: task_with_main({"name": "PowerControl", "timeout": "10000000000000ms"}),
+        "duration is too long: at most 2540400h",
+    ),
+    (
+        "rule with a timeout past Go's durations",
+        "OperationRule",
+        lambda: with_main(OperationCode.POWER_ON, {"name": "PowerControl", "timeout": "2540401h"}),
+        "duration is too long: at most 2540400h",
+    ),
+    (
+        # the requested-by mutation runs before the schema: it must not turn
+        # a malformed spec into its own error
+        "taskspec with targets of the wrong type",
+        "TaskSpec",
+        lambda: task_spec_spec(targets=[]),
+        'spec.targets: Invalid value: "array": spec.targets in body must be of type object',
+    ),
     ("rack with duplicate component name", "Rack", dup_component, "Duplicate value"),
     (
         "rack with duplicate serial",
@@ -966,6 +986,9 @@ def full_task_status() -> Obj:
             }
         ],
         "commanded": ["fm100ht0001"],
+        "releases": [{"id": "fm100ht0001", "leftover": "host-update"}],
+        "releaseAttempts": 1,
+        "releaseAt": T,
         "conditions": [dict(COND, type="Progressing", reason="StageRunning")],
     }
     # every field of the engine's model is set here, so nothing can be pruned unseen

@@ -208,10 +208,18 @@ def requested_by_policy() -> Json:
         ],
         "mutations": [
             {
-                "patchType": "ApplyConfiguration",
-                "applyConfiguration": {
-                    "expression": "Object{metadata: Object.metadata{annotations: "
-                    f'{{"{ANNOTATION_REQUESTED_BY}": variables.requester}}}}}}'
+                # A JSON patch, not an apply configuration: that one converts the
+                # object to its schema's types first, so a malformed spec came
+                # back as this policy's 403 instead of the schema's 422 saying
+                # what is wrong with it.
+                "patchType": "JSONPatch",
+                "jsonPatch": {
+                    "expression": "has(object.metadata.annotations) ? [JSONPatch{op: 'add', "
+                    "path: '/metadata/annotations/' + "
+                    f"jsonpatch.escapeKey('{ANNOTATION_REQUESTED_BY}'), "
+                    "value: variables.requester}] : [JSONPatch{op: 'add', "
+                    f"path: '/metadata/annotations', value: {{'{ANNOTATION_REQUESTED_BY}': "
+                    "variables.requester}}]"
                 },
             }
         ],

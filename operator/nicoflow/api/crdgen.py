@@ -25,8 +25,9 @@ from nicoflow.api import (
     task_schedule,
     task_spec,
 )
-from nicoflow.api.common import GROUP, TEMPLATE_MARKER, VERSION, CrdInfo
+from nicoflow.api.common import GROUP, TEMPLATE_MARKER, VERSION, CrdInfo, cel
 from nicoflow.api.rule_schema import SCHEMA_EXTRAS
+from nicoflow.domain.durations import DURATION_MAX_SECONDS, DURATION_PATTERN
 
 KINDS: tuple[CrdInfo, ...] = (
     rack.CRD,
@@ -46,6 +47,21 @@ Schema = dict[str, Any]
 
 class SchemaError(ValueError):
     """A model uses a construct that has no structural-schema equivalent."""
+
+
+# Seconds per unit, for summing a duration's parts in CEL: duration() itself
+# fails with an evaluation error past Go's ~292 years, which would leave the
+# user a parser's message instead of the limit.
+_UNIT_SECONDS_CEL = (
+    "(p.endsWith('ns') ? 0.000000001 : p.endsWith('us') ? 0.000001 : "
+    "p.endsWith('ms') ? 0.001 : p.endsWith('s') ? 1.0 : p.endsWith('m') ? 60.0 : 3600.0)"
+)
+DURATION_LIMIT_RULE = cel(
+    "self.findAll('[0-9]+(\\\\.[0-9]+)?(ns|us|ms|s|m|h)')"
+    f".map(p, double(p.find('^[0-9.]+')) * {_UNIT_SECONDS_CEL}).sum() <= "
+    f"{float(DURATION_MAX_SECONDS)}",
+    f"duration is too long: at most {DURATION_MAX_SECONDS // 3600}h (about 290 years)",
+)
 
 
 def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> Schema:
@@ -98,6 +114,8 @@ class _Converter:
             if isinstance(value, int | float) and not isinstance(value, bool):
                 node["minimum" if bound == "exclusiveMinimum" else "maximum"] = value
                 node[bound] = True
+        if node.get("pattern") == DURATION_PATTERN:
+            node[_VALIDATIONS] = [*node.get(_VALIDATIONS, []), DURATION_LIMIT_RULE]
         if node.pop("uniqueItems", False):
             node.setdefault("x-kubernetes-list-type", "set")
         if "default" in node and (not keep_defaults or node["default"] in (None, [], {})):
