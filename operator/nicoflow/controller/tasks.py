@@ -14,7 +14,7 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,9 +27,10 @@ from nicoflow.controller.bodies import compact, settled
 from nicoflow.controller.coalesce import Coalescer
 from nicoflow.controller.ownership import TaskGuard
 from nicoflow.controller.plans import footprint, plan_from_task, status_of, status_patch, task_spec
-from nicoflow.controller.resources import LABEL_LEAK_RESPONSE, TASKS, TASKSPECS
+from nicoflow.controller.resources import TASKS, TASKSPECS
 from nicoflow.controller.runner import drive
 from nicoflow.controller.stage_spans import SPANS
+from nicoflow.controller.task_entries import Entry, Key, TaskIndex
 from nicoflow.core.readiness import (
     ComponentStatus,
     check_readiness,
@@ -53,7 +54,6 @@ from nicoflow.kube.client import ApiError, KubeClient, NotFound
 
 log = logging.getLogger(__name__)
 
-Key = tuple[str, str]  # (namespace, name)
 StatusLookup = Callable[[list[str]], Awaitable[dict[str, ComponentStatus]]]
 RackHosts = Callable[[str], Awaitable[list[str]]]
 Archiver = Callable[[dict[str, Any]], Awaitable[None]]
@@ -64,53 +64,6 @@ READINESS_RECHECK = 5.0
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass
-class Entry:
-    key: Key
-    body: dict[str, Any]
-    runner: asyncio.Task[None] | None = None
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    blocked_since: datetime | None = None
-    # finished and archived: its body is kept without stage results
-    settled: bool = False
-    # cancelled (in this process) to make way for this leak response TaskSpec
-    preempted_by: str | None = None
-
-    @property
-    def phase(self) -> TaskPhase:
-        return TaskPhase((self.body.get("status") or {}).get("phase") or TaskPhase.PENDING)
-
-    @property
-    def rack(self) -> str:
-        return str(self.body["spec"]["rack"])
-
-    @property
-    def taskspec(self) -> Key:
-        return (self.key[0], str(self.body["spec"]["taskSpecName"]))
-
-    @property
-    def created(self) -> str:
-        return str(self.body["metadata"].get("creationTimestamp", ""))
-
-    @property
-    def running(self) -> bool:
-        # a runner may outlive the final phase, removing what the Task left in Core
-        return self.phase is TaskPhase.RUNNING or (
-            self.runner is not None and not self.phase.finished
-        )
-
-    @property
-    def leak_response(self) -> bool:
-        """Forces a leaking component off: pre-empts conflicting work, never waits."""
-        labels = self.body["metadata"].get("labels") or {}
-        return labels.get(LABEL_LEAK_RESPONSE) == "true"
-
-    @property
-    def releasing(self) -> bool:
-        """Finished, but something it left in Core still has to be removed."""
-        return self.phase.finished and bool((self.body.get("status") or {}).get("releases"))
 
 
 @dataclass
@@ -147,7 +100,7 @@ class TaskManager:
         self.settings = settings or Settings()
         self.clock = clock
         self.guard = guard
-        self.entries: dict[Key, Entry] = {}
+        self.entries = TaskIndex()
         self.taskspecs: dict[Key, dict[str, Any]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._admission = Coalescer(self._admit_once)
@@ -169,7 +122,7 @@ class TaskManager:
             async for body in self.kube.iter(TASKS, namespace):
                 self._store(body)
         self._synced.set()
-        for rack in {e.rack for e in self.entries.values()}:
+        for rack in self.entries.racks():
             self.kick(rack)
 
     def observe(self, event_type: str, body: dict[str, Any]) -> None:
@@ -177,7 +130,7 @@ class TaskManager:
         meta = body.get("metadata", {})
         key = (meta.get("namespace", ""), meta.get("name", ""))
         if event_type == "DELETED":
-            entry = self.entries.pop(key, None)
+            entry = self.entries.pop(key)
             SPANS.forget(key)
             if entry and entry.runner:
                 entry.runner.cancel()
@@ -201,8 +154,8 @@ class TaskManager:
             return
         self.taskspecs[key] = compact(body)
         racks = set()
-        for entry in self.entries.values():
-            if entry.taskspec == key and not entry.phase.finished:
+        for entry in self.entries.of_taskspec(key):
+            if not entry.phase.finished:
                 entry.wake.set()
                 racks.add(entry.rack)
         for rack in racks:
@@ -218,7 +171,7 @@ class TaskManager:
             entry = Entry(key, compact(body))
             # finished before this process saw it: archived by whoever finished it
             entry.settled = entry.phase.finished
-            self.entries[key] = entry
+            self.entries.add(entry)
         elif _newer(body, entry.body):
             entry.body = compact(body)
         if entry.settled:
@@ -249,7 +202,7 @@ class TaskManager:
         lock = self._locks.setdefault(rack, asyncio.Lock())
         async with lock:
             now = self.clock()
-            everything = [e for e in self.entries.values() if e.rack == rack]
+            everything = self.entries.on_rack(rack)
             if self.guard is not None:  # only Tasks the operator made for a live TaskSpec run
                 fresh = [e for e in everything if e.runner is None and not e.phase.finished]
                 unchecked = [e.body for e in fresh]
@@ -393,7 +346,7 @@ class TaskManager:
             return "suspended: the TaskSpec is suspended"
         limit = self.settings.max_racks_in_flight
         if limit:
-            flying = sum(e.running for e in self.entries.values())
+            flying = self.entries.in_flight()
             if flying >= limit:
                 self.held_by_limit.add(entry.rack)
                 return (
@@ -401,13 +354,12 @@ class TaskManager:
                     f"(--max-racks-in-flight={limit})"
                 )
             self.held_by_limit.discard(entry.rack)
-        siblings = [e for e in self.entries.values() if e.taskspec == entry.taskspec]
         max_failed = spec.get("maxFailedRacks")
-        failed = sum(e.phase is TaskPhase.FAILED for e in siblings)
+        failed = self.entries.failed(entry.taskspec)
         if max_failed is not None and failed > max_failed:
             return f"not started: {failed} racks failed, more than maxFailedRacks={max_failed}"
         max_parallel = spec.get("maxParallelRacks") or 0
-        active = sum(e.running for e in siblings)
+        active = self.entries.active(entry.taskspec)
         if max_parallel and active >= max_parallel:
             return f"waiting for a slot: {active} of maxParallelRacks={max_parallel} running"
         return None
@@ -484,7 +436,7 @@ class TaskManager:
                 subresource="status",
             )
         except NotFound:
-            self.entries.pop(entry.key, None)
+            self.entries.pop(entry.key)
             return False
         entry.body = compact(body)
         self.on_change(entry.taskspec)
@@ -547,11 +499,7 @@ class TaskManager:
                     self.kick(other)
 
     def _sibling_racks(self, entry: Entry) -> set[str]:
-        return {
-            e.rack
-            for e in self.entries.values()
-            if e.taskspec == entry.taskspec and e.phase is TaskPhase.PENDING
-        }
+        return self.entries.pending_racks(entry.taskspec)
 
     async def _drive(self, entry: Entry) -> None:
         status = status_of(entry.body)
@@ -611,7 +559,7 @@ class TaskManager:
     # -- views -------------------------------------------------------------------
 
     def tasks_of(self, taskspec: Key) -> list[Entry]:
-        return [e for e in self.entries.values() if e.taskspec == taskspec]
+        return self.entries.of_taskspec(taskspec)
 
 
 class _OperatorHost:

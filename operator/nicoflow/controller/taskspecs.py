@@ -25,7 +25,8 @@ from nicoflow.controller.resources import (
     TASKSPECS,
     task_name,
 )
-from nicoflow.controller.tasks import Key, TaskManager
+from nicoflow.controller.task_entries import Key
+from nicoflow.controller.tasks import TaskManager
 from nicoflow.controller.tenancy import AccessPolicies
 from nicoflow.domain.rule_selection import RuleCandidate, RuleChoiceError, select_rule
 from nicoflow.domain.targets import (
@@ -45,6 +46,9 @@ from nicoflow.kube.client import ApiError, Conflict, KubeClient, NotFound
 
 # a resolution this large leaves enough freed memory behind to hand it back
 RELEASE_AFTER_TASKS = 100
+# Task POSTs in flight per TaskSpec: enough to hide the apiserver's round trip,
+# few enough not to crowd out the status writes of running Tasks
+CREATE_CONCURRENCY = 16
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +175,7 @@ class TaskSpecController:
             return
         candidates = self.rules()
         created: list[dict[str, str]] = []
+        bodies: list[dict[str, Any]] = []
         for rack_name, components in sorted(resolution.per_rack.items()):
             rack = by_name[rack_name]
             usable = [c for c in components if addressable(spec.operation, c)]
@@ -190,11 +195,15 @@ class TaskSpecController:
                 errors.append({"target": rack_name, "message": choice.message[:1024]})
                 continue
             task = self._task_body(body, spec, rack, usable, choice)
-            name = task["metadata"]["name"]
-            # created before an operator restart: names are deterministic
-            with contextlib.suppress(Conflict):
-                await self.kube.create(TASKS, task, key[0])
-            created.append({"name": name, "rack": rack_name, "phase": TaskPhase.PENDING.value})
+            bodies.append(task)
+            created.append(
+                {
+                    "name": task["metadata"]["name"],
+                    "rack": rack_name,
+                    "phase": TaskPhase.PENDING.value,
+                }
+            )
+        await self._create_all(bodies, key[0])
         status: dict[str, Any] = {
             "observedGeneration": meta.get("generation"),
             "racks": len(created),
@@ -234,6 +243,23 @@ class TaskSpecController:
         self.mark(key)
         if len(created) >= RELEASE_AFTER_TASKS:
             heap.release()
+
+    async def _create_all(self, tasks: list[dict[str, Any]], namespace: str) -> None:
+        """Create the Tasks, CREATE_CONCURRENCY at a time: one POST after the
+        other left the last rack of a large TaskSpec waiting tens of seconds.
+        Any failure is raised once every create has settled; the retry finds
+        the Tasks made so far (names are deterministic) and makes the rest."""
+        slots = asyncio.Semaphore(CREATE_CONCURRENCY)
+
+        async def one(task: dict[str, Any]) -> None:
+            async with slots:
+                with contextlib.suppress(Conflict):  # made before an operator restart
+                    await self.kube.create(TASKS, task, namespace)
+
+        results = await asyncio.gather(*(one(t) for t in tasks), return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            raise failures[0]
 
     def _too_wide(self, spec: TaskSpecSpec, racks: int) -> str | None:
         """Why a disruptive operation on this many racks at once is refused."""
