@@ -38,6 +38,7 @@ from nicoflow.core.readiness import (
 )
 from nicoflow.domain.observations import compute_status
 from nicoflow.domain.types import ComponentType
+from nicoflow.engine.compaction import ComponentRecord
 from nicoflow.engine.plan import Call, Component, Options, Outcome, Plan
 from nicoflow.engine.task import Decision
 from nicoflow.inventory.expectations import ExpectationSource
@@ -118,6 +119,8 @@ class Run:
         self.cancelled = False
         self.held = False  # the readiness gate kept the Task from starting
         self.final: TaskStatus | None = None
+        # the task archive's per-component results: (stage, type, id) -> record
+        self.archive: dict[tuple[int, ComponentType, str], ComponentRecord] = {}
         self.sim: Simulator | None = None
         self.plan: Plan | None = None
         self.targets: dict[ComponentType, list[Node]] = {}
@@ -356,6 +359,12 @@ class _SimHost:
             run.cancelled = True
             return dataclasses.replace(run.plan, cancel=True)
         return run.plan
+
+    async def archive(self, records: list[ComponentRecord]) -> bool:
+        # the archive is a row per (stage, type, component): a replay rewrites it
+        for r in records:
+            self.run.archive[(r.stage, r.component_type, r.id)] = r
+        return True
 
     async def persist(self, decision: Decision) -> bool:
         run = self.run

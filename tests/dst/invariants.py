@@ -11,7 +11,9 @@ they came under) and the Task's final status.
 - A Task that succeeded left its components in the state the rule ends in,
   where the rule verifies that state.
 - A Task that failed names the component and the cause.
-- No maintenance override of Flow's power path stays on a tray."""
+- No maintenance override of Flow's power path stays on a tray.
+- Every component of every step that ran has its result, in the Task's status
+  or in the task archive, and the two agree with the step's counts."""
 
 from __future__ import annotations
 
@@ -249,5 +251,43 @@ def check_outcome(run: Run) -> list[Violation]:
     return found
 
 
+def check_results(run: Run) -> list[Violation]:
+    """Nothing the Task did is lost by keeping its status small."""
+    found: list[Violation] = []
+    final = run.final
+    if final is None:
+        return found
+    for stage in final.stages:
+        for step in stage.steps:
+            if not step.phase.finished or step.started_at is None:
+                continue
+            where = f"stage {stage.number} {step.component_type.value}"
+            kept = {c.id: c for c in step.components}
+            if not step.archived:
+                results = list(kept.values())
+            else:
+                archived = {
+                    cid: r
+                    for (n, t, cid), r in run.archive.items()
+                    if n == stage.number and t is step.component_type
+                }
+                results = list(archived.values())
+                missing = set(kept) - set(archived)
+                if missing or any(c.phase.value != "Failed" for c in kept.values()):
+                    found.append(
+                        Violation("results-lost", f"{where}: status keeps {sorted(kept)} as well")
+                    )
+            if len(results) != step.total:
+                found.append(
+                    Violation("results-lost", f"{where}: {len(results)} of {step.total} results")
+                )
+            ok = sum(r.phase.value == "Succeeded" for r in results)
+            if ok != step.succeeded:
+                found.append(
+                    Violation("results-lost", f"{where}: {ok} succeeded, counted {step.succeeded}")
+                )
+    return found
+
+
 def check(run: Run) -> list[Violation]:
-    return check_gates(run) + check_deliveries(run) + check_outcome(run)
+    return check_gates(run) + check_deliveries(run) + check_outcome(run) + check_results(run)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from nicoflow.devstack.controlplane import ControlPlane
 from nicoflow.devstack.flowstack import FlowStack, SimulatorControl, finished, phase
@@ -158,6 +159,23 @@ class Env:
 
     def component_ids(self, racks: list[str]) -> set[str]:
         return {cid for cid, (rack, _) in self.kinds().items() if rack in racks}
+
+    def archived_results(self, task: dict[str, Any]) -> list[dict[str, Any]]:
+        """The per-component results the task archive holds for a Task."""
+        engine = create_engine(self.flow.database_url)
+        try:
+            with engine.connect() as conn:
+                rows = conn.execute(
+                    text(
+                        "SELECT stage, component_type, component_id, name, phase, attempts, "
+                        "commanded, error FROM task_result WHERE task_id = :uid "
+                        "ORDER BY stage, component_type, name"
+                    ),
+                    {"uid": task["metadata"]["uid"]},
+                )
+                return [dict(r._mapping) for r in rows]
+        finally:
+            engine.dispose()
 
 
 def direction(entry: dict[str, Any]) -> str:

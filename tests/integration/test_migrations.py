@@ -41,8 +41,17 @@ from nicoflow.inventory.models import (
 )
 
 FLOW = Path(sys.executable).with_name("flow")
-HEAD = "0004"
-TABLES = {"nvl_domain", "rack", "component", "bmc", "component_drift", "task_history", "sync_state"}
+HEAD = "0005"
+TABLES = {
+    "nvl_domain",
+    "rack",
+    "component",
+    "bmc",
+    "component_drift",
+    "task_history",
+    "task_result",
+    "sync_state",
+}
 
 
 @pytest.fixture
@@ -170,6 +179,24 @@ def test_0004_archived_tasks_record_who_asked(database_url: str, engine: Engine)
     assert "requested_by" in _columns(engine, "task_history")
     assert migrate.downgrade(database_url, "0003").after == "0003"
     assert "requested_by" not in _columns(engine, "task_history")
+
+
+def test_0005_keeps_per_component_results(database_url: str, engine: Engine) -> None:
+    migrate.migrate_to(database_url, "0004")
+    assert "task_result" not in _tables(engine)
+    assert migrate.upgrade(database_url, "0005").after == "0005"
+    assert {"task_id", "stage", "component_type", "component_id", "phase"} <= _columns(
+        engine, "task_result"
+    )
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO task_result (task_id, stage, component_type, component_id, phase) "
+                "VALUES (gen_random_uuid(), 1, 'toaster', 'c1', 'Succeeded')"
+            )
+        )
+    assert migrate.downgrade(database_url, "0004").after == "0004"
+    assert "task_result" not in _tables(engine)
 
 
 def test_purging_a_rack_unplaces_its_unexpected_drift(migrated: Engine) -> None:
@@ -580,7 +607,7 @@ def test_flow_db_cli_up_and_down(database_url: str, engine: Engine) -> None:
     hist = _flow("db", "history", "--database-url", database_url)
     assert hist.returncode == 0, hist.stderr
     assert "base -> 0001:" in hist.stdout
-    assert f"0003 -> {HEAD} (head, current)" in hist.stdout
+    assert f"0004 -> {HEAD} (head, current)" in hist.stdout
 
     down = _flow("db", "migrate", "--to", "base", "--database-url", database_url)
     assert down.returncode == 0, down.stderr

@@ -98,6 +98,23 @@ def test_power_operations_command_each_component_once_in_rack_order(
         for task in tasks:
             assert task["status"]["phase"] == "Succeeded", (op, task["status"])
             assert all(s["phase"] == "Succeeded" for s in task["status"]["stages"])
+            # the status keeps counts; every component's result is in the archive
+            archived = env.archived_results(task)
+            for stage in task["status"]["stages"]:
+                for step in stage["steps"]:
+                    assert step.get("archived"), (op, step)
+                    assert not step.get("components"), (op, step)
+                    mine = [
+                        r
+                        for r in archived
+                        if r["stage"] == stage["number"]
+                        and r["component_type"] == step["componentType"]
+                    ]
+                    assert len(mine) == step["total"] == step["succeeded"], (op, step, mine)
+                    assert {r["phase"] for r in mine} == {"Succeeded"}
+            rack = task["spec"]["rack"]
+            delivered = set(env.commands_per_component([rack], since, until))
+            assert {r["component_id"] for r in archived if r["commanded"]} == delivered, op
         for rack in racks:
             assert env.power_sequence(rack, since, until) == sequence, (op, rack)
             assert states[rack] == {final}, (op, rack, states)
@@ -135,10 +152,15 @@ def test_upgrade_fails_the_task_naming_the_failing_component(
     step = status["stages"][0]["steps"][0]
     assert step["componentType"] == "compute"
     assert step["phase"] == "Failed"
-    results = {c["name"]: c for c in step["components"]}
+    # the status keeps the failure; the archive has every component's result
+    (kept,) = step["components"]
+    assert kept["name"] == broken["name"]
+    assert kept["phase"] == "Failed"
+    results = {r["name"]: r for r in env.archived_results(task) if r["stage"] == 1}
     assert results[broken["name"]]["phase"] == "Failed"
     assert "firmware" in results[broken["name"]]["error"]
     assert "after 2 attempts" in results[broken["name"]]["error"]
+    assert results[broken["name"]]["attempts"] == 2
     others = [c for n, c in results.items() if n != broken["name"]]
     assert len(others) == 17
     assert {c["phase"] for c in others} == {"Succeeded"}

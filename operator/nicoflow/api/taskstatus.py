@@ -122,7 +122,13 @@ class StepStatus(_Status):
     intent: Intent | None = None
     error: str = Field("", max_length=MAX_ERROR)
     components: list[ComponentResult] = Field(
-        default_factory=list, max_length=MAX_COMPONENTS_PER_STEP
+        default_factory=list,
+        max_length=MAX_COMPONENTS_PER_STEP,
+        description="Per-component results while the step runs; once it has finished and "
+        "its results are in the task archive, only the failed components stay.",
+    )
+    archived: bool = Field(
+        False, description="The finished step's per-component results are in the task archive."
     )
 
 
@@ -173,7 +179,8 @@ class TaskStatus(_Status):
     commanded: list[CoreId] = Field(
         default_factory=list,
         max_length=256,
-        description="Components that received a state-changing call (set when cancelled).",
+        description="Components that received a state-changing call: those of finished "
+        "steps as the steps finish, all of them when the Task is cancelled.",
     )
     releases: list[Release] = Field(
         default_factory=list,

@@ -10,6 +10,8 @@ from datetime import datetime
 from typing import Protocol
 
 from nicoflow.api.taskstatus import TaskStatus
+from nicoflow.engine import compaction
+from nicoflow.engine.compaction import ComponentRecord
 from nicoflow.engine.plan import Call, Options, Outcome, Plan
 from nicoflow.engine.task import Decision, advance
 
@@ -25,6 +27,11 @@ class Host(Protocol):
 
     async def persist(self, decision: Decision) -> bool:
         """Write the decision's status; False when the Task is gone."""
+        ...
+
+    async def archive(self, records: list[ComponentRecord]) -> bool:
+        """Store finished steps' per-component results; False when they could
+        not be stored (they then stay in status and are offered again)."""
         ...
 
     async def observe(self, before: TaskStatus, decision: Decision) -> None:
@@ -49,9 +56,13 @@ async def drive(host: Host, status: TaskStatus) -> TaskStatus | None:
         plan = host.plan()
         d = advance(plan, status, outcomes, host.now(), fresh=fresh, generation=host.generation())
         fresh = False
-        # the intent must be durable before the calls it announces go out
-        if d.persist and not await host.persist(d):
-            return None
+        if d.persist:
+            records = compaction.to_archive(d.status)
+            if records and await host.archive(records):
+                compaction.compact(d.status)
+            # the intent must be durable before the calls it announces go out
+            if not await host.persist(d):
+                return None
         await host.observe(status, d)
         status = d.status
         if d.finished:

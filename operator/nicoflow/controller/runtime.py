@@ -22,6 +22,7 @@ from nicoflow.controller.leak_response import LeakResponder
 from nicoflow.controller.leak_watch import LeakWatch
 from nicoflow.controller.ownership import TaskGuard
 from nicoflow.controller.rack_mirror import RackController
+from nicoflow.controller.retention import HistoryPruner, Retention
 from nicoflow.controller.rules import RuleCache
 from nicoflow.controller.schedules import ScheduleController
 from nicoflow.controller.tasks import Settings, TaskManager
@@ -33,6 +34,7 @@ from nicoflow.core.managers.registry import ManagerRegistry, core_settings
 from nicoflow.core.readiness import ComponentStatus
 from nicoflow.domain.targets import InventoryRack
 from nicoflow.domain.types import OperationType
+from nicoflow.engine.compaction import ComponentRecord
 from nicoflow.inventory import queries
 from nicoflow.inventory.db import make_async_engine, make_async_session_factory
 from nicoflow.kube.client import KubeClient
@@ -68,6 +70,8 @@ class Options:
     alert_webhook_timeout: float = 5.0
     alert_webhook_retries: int = 3
     metrics_port: int | None = None  # None = no /metrics endpoint
+    history: Retention = field(default_factory=Retention)
+    history_prune_interval: float = 3600.0
 
 
 @dataclass
@@ -125,6 +129,24 @@ class Runtime:
             async with sessions() as session, session.begin():
                 await queries.archive_task(session, body)
 
+        async def archive_results(task_id: str, records: list[ComponentRecord]) -> None:
+            rows = [
+                {
+                    "stage": r.stage,
+                    "component_type": r.component_type,
+                    "component_id": r.id,
+                    "name": r.name,
+                    "phase": r.phase.value,
+                    "attempts": r.attempts,
+                    "commanded": r.commanded,
+                    "error": r.error,
+                    "finished_at": r.finished_at,
+                }
+                for r in records
+            ]
+            async with sessions() as session, session.begin():
+                await queries.archive_results(session, task_id, rows)
+
         async def load_inventory(targets: dict[str, Any]) -> Sequence[InventoryRack]:
             async with sessions() as session:
                 return await queries.load_for_targets(session, targets)
@@ -148,6 +170,7 @@ class Runtime:
             statuses=statuses,
             rack_hosts=rack_hosts,
             archive=archive,
+            results=archive_results,
             settings=Settings(
                 stage_events=opts.stage_events,
                 confirm_window=opts.confirm_window,
@@ -198,6 +221,9 @@ class Runtime:
         runtime._background.append(asyncio.ensure_future(schedules.run(runtime._stop)))
         runtime._background.append(asyncio.ensure_future(tasks.sync()))
         runtime._background.append(asyncio.ensure_future(runtime._sweep(opts.ttl_sweep_seconds)))
+        if opts.history.bounded:
+            pruner = HistoryPruner(sessions, opts.history, opts.history_prune_interval)
+            runtime._background.append(asyncio.ensure_future(pruner.run(runtime._stop)))
         if core is not None and opts.leak_interval > 0:
             # the leak response runs on its own loop: no inventory pass, no
             # PostgreSQL needed

@@ -48,6 +48,7 @@ from nicoflow.domain.conflicts import (
     promotable,
 )
 from nicoflow.domain.types import TaskPhase
+from nicoflow.engine.compaction import ComponentRecord
 from nicoflow.engine.plan import Call, Options, Outcome, Plan
 from nicoflow.engine.task import Decision, set_condition
 from nicoflow.kube.client import ApiError, KubeClient, NotFound
@@ -57,6 +58,7 @@ log = logging.getLogger(__name__)
 StatusLookup = Callable[[list[str]], Awaitable[dict[str, ComponentStatus]]]
 RackHosts = Callable[[str], Awaitable[list[str]]]
 Archiver = Callable[[dict[str, Any]], Awaitable[None]]
+ResultArchiver = Callable[[str, list[ComponentRecord]], Awaitable[None]]
 
 READINESS_TIMEOUT = timedelta(minutes=30)
 READINESS_RECHECK = 5.0
@@ -85,6 +87,7 @@ class TaskManager:
         statuses: StatusLookup | None = None,
         rack_hosts: RackHosts | None = None,
         archive: Archiver | None = None,
+        results: ResultArchiver | None = None,
         on_change: Callable[[Key], None] | None = None,
         settings: Settings | None = None,
         clock: Callable[[], datetime] = utcnow,
@@ -96,6 +99,7 @@ class TaskManager:
         self.statuses = statuses
         self.rack_hosts = rack_hosts
         self.archive = archive
+        self.results = results
         self.on_change = on_change or (lambda _key: None)
         self.settings = settings or Settings()
         self.clock = clock
@@ -598,6 +602,17 @@ class _OperatorHost:
 
     async def persist(self, decision: Decision) -> bool:
         return await self.manager._persist(self.entry, decision)
+
+    async def archive(self, records: list[ComponentRecord]) -> bool:
+        store = self.manager.results
+        if store is None:
+            return False  # no archive: the status keeps every result
+        try:
+            await store(str(self.entry.body["metadata"]["uid"]), records)
+        except Exception as exc:  # kept in status, offered again with the next write
+            log.warning("task %s/%s: archiving step results failed: %s", *self.entry.key, exc)
+            return False
+        return True
 
     async def observe(self, before: TaskStatus, decision: Decision) -> None:
         entry = self.entry

@@ -330,7 +330,8 @@ def _absorb(plan: Plan, st: TaskStatus, outcomes: list[Outcome], now: datetime) 
 
 
 def _cancel(plan: Plan, st: TaskStatus, now: datetime, d: Decision) -> None:
-    commanded: list[str] = []
+    # archived steps' commanded components are already listed in st.commanded
+    commanded: list[str] = list(st.commanded)
     for stage in st.stages:
         for step in stage.steps:
             commanded.extend(c.name or c.id for c in step.components if c.commanded)
@@ -342,11 +343,10 @@ def _cancel(plan: Plan, st: TaskStatus, now: datetime, d: Decision) -> None:
     st.phase = TaskPhase.CANCELLED
     st.completion_time = now
     st.commanded = sorted(set(commanded))[:256]
-    st.message = (
-        f"cancelled; {len(st.commanded)} components had already been commanded"
-        if st.commanded
-        else "cancelled before any component was commanded"
-    )
+    if st.commanded:
+        st.message = f"cancelled; {len(st.commanded)} components had already been commanded"
+    else:
+        st.message = "cancelled before any component was commanded"
     set_condition(st, "Progressing", "False", "Finished", "", now)
     set_condition(st, "Failed", "True", "Cancelled", st.message, now)
     d.persist = True

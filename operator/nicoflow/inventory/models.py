@@ -431,6 +431,37 @@ class TaskHistory(Base):
     )
 
 
+class TaskResult(Base):
+    """One component's result in one step of a Task, archived when the step
+    finishes (the Task's status then keeps only the failures).
+
+    Keyed by the Task's UID like task_history, without a foreign key: results
+    arrive while the Task runs, before its history row exists."""
+
+    __tablename__ = "task_result"
+    __table_args__ = (
+        Index("ix_task_result_component_id_finished_at", "component_id", "finished_at"),
+    )
+
+    task_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    stage: Mapped[int] = mapped_column(Integer, primary_key=True)
+    component_type: Mapped[ComponentType] = mapped_column(
+        _enum(ComponentType, "component_type"), primary_key=True
+    )
+    # NICo Core's id (or the BMC MAC of a component Core does not know yet)
+    component_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    phase: Mapped[str] = mapped_column(String(16), nullable=False)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    commanded: Mapped[bool] = mapped_column(nullable=False, server_default=text("false"))
+    error: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # retention prunes results by age, with the history rows
+    recorded_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now(), index=True
+    )
+
+
 class SyncState(Base):
     """Bookkeeping of periodic jobs (inventory sync, leak detection), one row per job,
     so readers can tell how fresh the observed columns and drift rows are."""

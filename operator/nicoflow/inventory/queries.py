@@ -9,10 +9,10 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import CursorResult, Delete, Select, delete, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,7 +24,15 @@ from nicoflow.domain.targets import (
     rack_selector,
 )
 from nicoflow.domain.types import BMCType, ComponentType, OperationCode, TaskPhase
-from nicoflow.inventory.models import BMC, Component, ComponentPhase, NVLDomain, Rack, TaskHistory
+from nicoflow.inventory.models import (
+    BMC,
+    Component,
+    ComponentPhase,
+    NVLDomain,
+    Rack,
+    TaskHistory,
+    TaskResult,
+)
 
 # --- racks and components ---------------------------------------------------------------
 
@@ -396,6 +404,107 @@ async def archive_task(session: AsyncSession, record: Mapping[str, Any]) -> None
     stmt = pg_insert(TaskHistory).values(**row)
     update = {k: stmt.excluded[k] for k in row if k != "id"}
     await session.execute(stmt.on_conflict_do_update(index_elements=[TaskHistory.id], set_=update))
+
+
+RESULT_COLUMNS = frozenset(
+    [
+        "stage",
+        "component_type",
+        "component_id",
+        "name",
+        "phase",
+        "attempts",
+        "commanded",
+        "error",
+        "finished_at",
+    ]
+)
+
+
+async def archive_results(
+    session: AsyncSession, task_id: str | uuid.UUID, results: Sequence[Mapping[str, Any]]
+) -> None:
+    """Insert or update per-component step results of a Task (keyed by Task UID,
+    stage, component type and id): a replayed write rewrites the same rows."""
+    if not results:
+        return
+    rows = []
+    for r in results:
+        unknown = set(r) - RESULT_COLUMNS
+        if unknown:
+            raise ValueError(f"unknown task_result fields: {', '.join(sorted(unknown))}")
+        rows.append({**r, "task_id": uuid.UUID(str(task_id))})
+    stmt = pg_insert(TaskResult).values(rows)
+    keys = ("task_id", "stage", "component_type", "component_id")
+    update = {k: stmt.excluded[k] for k in rows[0] if k not in keys}
+    await session.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=update))
+
+
+async def task_results(session: AsyncSession, task_id: str | uuid.UUID) -> list[TaskResult]:
+    """A Task's archived per-component results, by stage, type and name."""
+    stmt = (
+        select(TaskResult)
+        .where(TaskResult.task_id == uuid.UUID(str(task_id)))
+        .order_by(TaskResult.stage, TaskResult.component_type, TaskResult.name)
+    )
+    return list((await session.scalars(stmt)).all())
+
+
+class Pruned(NamedTuple):
+    tasks: int
+    results: int
+
+
+PRUNE_BATCH = 5000
+
+
+async def prune_history(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    max_age: timedelta | None = None,
+    max_tasks: int | None = None,
+    batch: int = PRUNE_BATCH,
+) -> Pruned:
+    """Delete history past the bounds: Tasks finished before now - max_age and
+    all but the newest max_tasks, with their per-component results, plus
+    results older than max_age whose Task never reached the history (deleted
+    while it ran). One batch per call; call again while it returns a full batch."""
+    doomed = select(TaskHistory.id)
+    if max_age is not None and max_tasks is not None:
+        newest = (
+            select(TaskHistory.id)
+            .order_by(TaskHistory.finished_at.desc(), TaskHistory.id)
+            .limit(max_tasks)
+        )
+        doomed = doomed.where(
+            or_(TaskHistory.finished_at < now - max_age, TaskHistory.id.not_in(newest))
+        )
+    elif max_age is not None:
+        doomed = doomed.where(TaskHistory.finished_at < now - max_age)
+    elif max_tasks is not None:
+        doomed = doomed.order_by(TaskHistory.finished_at.desc(), TaskHistory.id).offset(max_tasks)
+    else:
+        return Pruned(0, 0)
+    ids = list((await session.scalars(doomed.limit(batch))).all())
+    results = 0
+    if ids:
+        results += await _deleted(session, delete(TaskResult).where(TaskResult.task_id.in_(ids)))
+        await session.execute(delete(TaskHistory).where(TaskHistory.id.in_(ids)))
+    if max_age is not None:
+        stale = (
+            select(TaskResult.task_id)
+            .where(TaskResult.recorded_at < now - max_age)
+            .where(TaskResult.task_id.not_in(select(TaskHistory.id)))
+            .limit(batch)
+        )
+        results += await _deleted(session, delete(TaskResult).where(TaskResult.task_id.in_(stale)))
+    return Pruned(len(ids), results)
+
+
+async def _deleted(session: AsyncSession, stmt: Delete) -> int:
+    result = cast("CursorResult[Any]", await session.execute(stmt))
+    return int(result.rowcount)
 
 
 ACTIVE_PHASES = (TaskPhase.PENDING, TaskPhase.WAITING, TaskPhase.RUNNING)
