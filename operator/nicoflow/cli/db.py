@@ -98,6 +98,52 @@ def history(database_url: str | None) -> None:
         click.echo("The database has no migrations applied (base).")
 
 
+@db.command()
+@click.option(
+    "--max-age-days",
+    type=click.IntRange(min=0),
+    default=90,
+    show_default=True,
+    help="Delete finished Tasks older than this (0: no age bound).",
+)
+@click.option(
+    "--max-tasks",
+    type=click.IntRange(min=0),
+    default=1_000_000,
+    show_default=True,
+    help="Keep at most this many finished Tasks, the newest (0: no bound).",
+)
+@_database_url
+def prune(max_age_days: int, max_tasks: int, database_url: str | None) -> None:
+    """Delete task history past the bounds, with the Tasks' per-component results
+    (the operator does the same every --history-prune-interval)."""
+    import asyncio
+    from datetime import UTC, datetime, timedelta
+
+    from nicoflow.controller.retention import Retention, prune
+    from nicoflow.inventory.db import make_async_engine, make_async_session_factory
+
+    if not max_age_days and not max_tasks:
+        raise click.UsageError("nothing to prune by: give --max-age-days or --max-tasks")
+    url = _url(database_url)
+    retention = Retention(
+        max_age=timedelta(days=max_age_days) if max_age_days else None,
+        max_tasks=max_tasks or None,
+    )
+
+    async def run() -> tuple[int, int]:
+        engine = make_async_engine(url)
+        try:
+            done = await prune(make_async_session_factory(engine), retention, datetime.now(UTC))
+        finally:
+            await engine.dispose()
+        return done.tasks, done.results
+
+    with _friendly_errors(url):
+        tasks, results = asyncio.run(run())
+    click.echo(f"Pruned {tasks} Tasks and {results} per-component results from {display_url(url)}")
+
+
 def _label(revision: str | None) -> str:
     if revision is None:
         return f"{BASE_LABEL} (empty schema)"

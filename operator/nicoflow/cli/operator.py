@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import click
@@ -105,6 +106,28 @@ import click
     show_default=True,
     help="Seconds between the leak watch's questions to NICo Core (which trays leak); a leaking "
     "tray is forced off within this plus the power-off time. 0 = off (not for production).",
+)
+@click.option(
+    "--history-max-age-days",
+    type=click.IntRange(min=0),
+    default=90,
+    show_default=True,
+    help="Prune finished Tasks (and their per-component results) from the PostgreSQL "
+    "history after this many days. 0 = no age bound.",
+)
+@click.option(
+    "--history-max-tasks",
+    type=click.IntRange(min=0),
+    default=1_000_000,
+    show_default=True,
+    help="Keep at most this many finished Tasks in the history, the newest. 0 = no bound.",
+)
+@click.option(
+    "--history-prune-interval",
+    type=click.FloatRange(min=1.0),
+    default=3600.0,
+    show_default=True,
+    help="Seconds between history prunings.",
 )
 @click.option(
     "--mirror-expected-racks",
@@ -228,6 +251,9 @@ def operator(
     resolve_grace: float,
     inventory_interval: float,
     leak_interval: float,
+    history_max_age_days: int,
+    history_max_tasks: int,
+    history_prune_interval: float,
     mirror_expected_racks: bool,
     leak_namespace: str,
     platform_namespace: str | None,
@@ -263,6 +289,7 @@ def operator(
 
     from nicoflow import logfmt, tracing
     from nicoflow.controller import handlers
+    from nicoflow.controller.retention import Retention
 
     logfmt.configure(log_format, verbose=verbose)
     traced_to = tracing.configure(tracing.OPERATOR_SERVICE, otlp_endpoint, os.environ)
@@ -287,6 +314,11 @@ def operator(
     handlers.OPTIONS.ttl_sweep_seconds = ttl_sweep
     handlers.OPTIONS.inventory_interval = inventory_interval
     handlers.OPTIONS.leak_interval = leak_interval
+    handlers.OPTIONS.history = Retention(
+        max_age=timedelta(days=history_max_age_days) if history_max_age_days else None,
+        max_tasks=history_max_tasks or None,
+    )
+    handlers.OPTIONS.history_prune_interval = history_prune_interval
     handlers.OPTIONS.leak_namespace = leak_namespace
     handlers.OPTIONS.platform_namespace = (
         platform_namespace

@@ -52,6 +52,15 @@ import click
     help="Serve Prometheus metrics on this port (0 = any free port; default: off).",
 )
 @click.option(
+    "--taskspec-ttl",
+    envvar="FLOW_TASKSPEC_TTL_SECONDS",
+    type=click.IntRange(0, 31536000),
+    default=86400,
+    show_default=True,
+    help="Delete the TaskSpecs (and Tasks) that operation RPCs create this many seconds "
+    "after they finish; their history stays in PostgreSQL (0: keep them).",
+)
+@click.option(
     "--otlp-endpoint",
     default=None,
     help="Send trace spans over OTLP/gRPC, e.g. http://collector:4317 "
@@ -70,6 +79,7 @@ def serve(
     kubeconfig: str | None,
     database_url: str | None,
     metrics_port: int | None,
+    taskspec_ttl: int,
     otlp_endpoint: str | None,
 ) -> None:
     """Serve the Flow gRPC API.
@@ -106,6 +116,7 @@ def serve(
         kubeconfig=kubeconfig,
         database_url=database_url,
         metrics_port=metrics_port,
+        taskspec_ttl=taskspec_ttl,
     )
     tracing.configure(tracing.API_SERVICE, otlp_endpoint, os.environ)
     try:

@@ -12,6 +12,9 @@ from nicoflow.inventory.db import make_async_engine, make_async_session_factory
 from nicoflow.kube.client import KubeClient
 
 DEFAULT_NAMESPACE = "nico-flow"
+# A day: the original's clients poll their tasks for hours, not weeks; the
+# history stays in PostgreSQL, where GetTasksByIDs and ListTasks still find it.
+DEFAULT_TASKSPEC_TTL = 86400
 
 
 @dataclass
@@ -20,6 +23,8 @@ class Backend:
     kube: KubeClient
     namespace: str = DEFAULT_NAMESPACE
     engine: AsyncEngine | None = None
+    # ttlSecondsAfterFinished of the TaskSpecs operation RPCs create (0: none)
+    taskspec_ttl: int = DEFAULT_TASKSPEC_TTL
 
     @classmethod
     def open(
@@ -28,6 +33,7 @@ class Backend:
         database_url: str | None,
         kubeconfig: str | None,
         namespace: str = DEFAULT_NAMESPACE,
+        taskspec_ttl: int = DEFAULT_TASKSPEC_TTL,
     ) -> Backend:
         """Call from inside the event loop that will serve the RPCs."""
         engine = make_async_engine(database_url, pool_size=10, max_overflow=10)
@@ -36,6 +42,7 @@ class Backend:
             kube=KubeClient.from_env(kubeconfig),
             namespace=namespace,
             engine=engine,
+            taskspec_ttl=taskspec_ttl,
         )
 
     async def close(self) -> None:

@@ -275,6 +275,7 @@ def taskspec_body(
     *,
     rule_name: str | None,
     task_ids: Mapping[str, uuid.UUID],
+    ttl: int = 0,
 ) -> dict[str, Any]:
     """The TaskSpec object, checked against the CRD model before it is sent."""
     spec: dict[str, Any] = {
@@ -289,6 +290,8 @@ def taskspec_body(
         spec["options"] = dict(op.options)
     if rule_name:
         spec["ruleRef"] = {"name": rule_name}
+    if ttl:
+        spec["ttlSecondsAfterFinished"] = ttl
     if op.code.disruptive and len(task_ids) > DEFAULT_MAX_UNTHROTTLED_RACKS:
         # the operator refuses a disruptive fleet-wide run without a limit; the
         # original's clients know none, so theirs run this many racks at a time

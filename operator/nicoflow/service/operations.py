@@ -160,7 +160,9 @@ async def submit(backend: Backend, op: OperationRequest) -> list[uuid.UUID]:
     for _ in range(_NAME_ATTEMPTS):
         name = taskspec_name(op.code, uuid.uuid4().hex[:8])
         ids = {rack: task_id(ns, task_name(name, rack)) for rack in racks}
-        body = taskspec_body(name, ns, op, targets, rule_name=rule_name, task_ids=ids)
+        body = taskspec_body(
+            name, ns, op, targets, rule_name=rule_name, task_ids=ids, ttl=backend.taskspec_ttl
+        )
         stamp_caller(body)  # audit: who asked
         try:
             await retrying(functools.partial(backend.kube.create, TASKSPECS, body, ns))

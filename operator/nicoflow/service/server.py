@@ -30,7 +30,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from nicoflow.service import config
-from nicoflow.service.backend import DEFAULT_NAMESPACE, Backend
+from nicoflow.service.backend import DEFAULT_NAMESPACE, DEFAULT_TASKSPEC_TTL, Backend
 from nicoflow.service.interceptor import RpcInterceptor
 from nicoflow.service.metrics import ApiMetrics
 from nicoflow.service.servicer import SERVICE, FlowApi, generic_handler, unimplemented
@@ -61,6 +61,8 @@ class ServeOptions:
     kubeconfig: str | None = None
     database_url: str | None = None
     metrics_port: int | None = None  # None: no metrics endpoint
+    # finished TaskSpecs the API made are deleted this long after (0: kept)
+    taskspec_ttl: int = DEFAULT_TASKSPEC_TTL
 
 
 class FlowServer:
@@ -112,6 +114,7 @@ class FlowServer:
             database_url=self.options.database_url,
             kubeconfig=self.options.kubeconfig,
             namespace=self.options.namespace,
+            taskspec_ttl=self.options.taskspec_ttl,
         )
         if self.options.metrics_port is not None:
             self.metrics = ApiMetrics()

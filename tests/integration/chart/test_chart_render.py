@@ -394,9 +394,28 @@ def test_leader_election_timings_must_leave_room(helm: Helm, timing: tuple[str, 
         "core.url=http://x",
         "operator.leaderElection.retryPeriod=0",
         "operator.leaderElection.bogus=1",
+        "operator.history.maxAgeDays=-1",
+        "operator.history.bogus=1",
+        "api.taskSpecTTLSeconds=-5",
     ],
 )
 def test_schema_rejects_bad_values(helm: Helm, bad: str) -> None:
     result = helm.run("template", "flow", str(CHART), f"--set={bad}", check=False)
     assert result.returncode != 0
     assert "values don't meet the specifications of the schema" in result.stderr
+
+
+def test_retention_values_reach_the_processes(helm: Helm) -> None:
+    docs = helm.render(
+        extra=(
+            "--set=api.taskSpecTTLSeconds=3600",
+            "--set=operator.history.maxAgeDays=30",
+            "--set=operator.history.maxTasks=0",
+        )
+    )
+    (operator,) = one(docs, "Deployment", "operator")["spec"]["template"]["spec"]["containers"]
+    assert "--history-max-age-days=30" in operator["args"]
+    assert "--history-max-tasks=0" in operator["args"]
+    assert "--history-prune-interval=3600" in operator["args"]
+    (api,) = one(docs, "Deployment", "api")["spec"]["template"]["spec"]["containers"]
+    assert "--taskspec-ttl=3600" in api["args"]
