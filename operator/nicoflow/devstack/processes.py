@@ -12,10 +12,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 
-def free_port() -> int:
-    """A port that was free a moment ago on 127.0.0.1 (the kernel picks it)."""
+def free_port(address: str = "127.0.0.1") -> int:
+    """A port that was free a moment ago on `address` (the kernel picks it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((address, 0))
         port: int = s.getsockname()[1]
         return port
 
