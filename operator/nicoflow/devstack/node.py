@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from nicoflow.devstack.controlplane import REPO_ROOT, ControlPlane
-from nicoflow.devstack.processes import free_port, spawn, stop_pid, wait_until
+from nicoflow.devstack.processes import free_port, spawn, stop_pid, stop_pids, wait_until
 
 NODE_NAME = "nico-flow-node"
 BRIDGE = "nf0"
@@ -54,6 +54,8 @@ SYSCTLS = (
     "kernel/keys/root_maxkeys",
     "kernel/keys/root_maxbytes",
 )
+# the node's processes, as `pids` names them (teardown stops them in its own order)
+SERVICES = ("kubelet", "kube-proxy", "coredns", "kube-scheduler", "containerd")
 DEBIAN_PACKAGES = {
     "containerd": Path("/usr/bin/containerd"),
     "runc": Path("/usr/sbin/runc"),
@@ -715,6 +717,13 @@ def teardown(
 ) -> None:
     """Stop everything a node started from `workdir` and give back what it took
     from the machine. Safe to run twice, and after a crash."""
+    stop_node(workdir, pids, tools_bin=tools_bin)
+    release_machine(workdir, kubelet_bin=kubelet_bin)
+
+
+def stop_node(workdir: Path, pids: dict[str, int], *, tools_bin: Path | None = None) -> None:
+    """Remove the Pods and stop the node's processes; the network stays, so a
+    control plane listening on the node's address can still stop cleanly."""
     socket = workdir / "containerd.sock"
     # the kubelet first, so it restarts nothing
     stop_pid_if(pids.get("kubelet"))
@@ -723,10 +732,18 @@ def teardown(
         if bins is not None:
             # stopping Pod sandboxes runs the CNI DEL: veths, IP leases, masquerade rules
             crictl(bins, socket, "rmp", "--all", "--force", check=False)
-    for name in ("kube-proxy", "coredns", "kube-scheduler", "containerd"):
-        stop_pid_if(pids.get(name))
-    for pid in _shim_pids(socket):
-        stop_pid(pid, timeout=5)
+    rest = [
+        pids[name]
+        for name in ("kube-proxy", "coredns", "kube-scheduler", "containerd")
+        if name in pids
+    ]
+    stop_pids(rest, timeout=10)
+    stop_pids(_shim_pids(socket), timeout=5)
+
+
+def release_machine(workdir: Path, *, kubelet_bin: Path | None = None) -> None:
+    """Give back what the node took: iptables rules, mounts, the bridge,
+    cgroups, sysctls, the claim. After `stop_node`."""
     kube_proxy = (kubelet_bin or _cached_node_bin() or Path("/nonexistent")) / "kube-proxy"
     if kube_proxy.exists():
         subprocess.run([str(kube_proxy), "--cleanup"], capture_output=True, timeout=60)
