@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from nicoflow.devstack import stack
-from nicoflow.devstack.node import NODE_NAME
+from nicoflow.devstack.node_config import NODE_NAME
 
 
 @click.group()

@@ -13,6 +13,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from nicoflow.devstack import machine
 from nicoflow.devstack import node as local_node
 from nicoflow.devstack.controlplane import ControlPlane
 from nicoflow.devstack.postgres import Postgres
@@ -52,7 +53,8 @@ def load(root: Path) -> StackState | None:
     if not path.exists():
         return None
     state = StackState(**json.loads(path.read_text()))
-    if not all(_alive(pid) for name, pid in state.pids.items() if name in CORE_SERVICES):
+    # a state written while `up` still starts things lacks some of them
+    if not all(name in state.pids and _alive(state.pids[name]) for name in CORE_SERVICES):
         return None
     return state
 
@@ -99,7 +101,7 @@ def up(root: Path, with_node: bool = False) -> StackState:
     os.chmod(root, 0o755)
     cp = ControlPlane(
         root / "k8s",
-        address=local_node.NODE_IP if with_node else "127.0.0.1",
+        address=machine.NODE_IP if with_node else "127.0.0.1",
         run_pods=with_node,
     )
     node: local_node.Node | None = None

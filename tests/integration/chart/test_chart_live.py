@@ -26,10 +26,10 @@ import pytest
 import yaml
 from chart_support import REPO_ROOT
 
-from nicoflow.devstack import node as local_node
-from nicoflow.devstack import stack
+from nicoflow.devstack import machine, stack
 from nicoflow.devstack.controlplane import kubectl_binary
 from nicoflow.devstack.flowstack import SimulatorControl
+from nicoflow.devstack.node_config import NODE_NAME
 from nicoflow.inventory import migrate
 
 # one node per machine: the test may first wait for another engineer's to stop
@@ -144,7 +144,7 @@ def kube_chains() -> list[str]:
 def sysctls() -> dict[str, str]:
     return {
         name: (Path("/proc/sys") / name).read_text().strip()
-        for name in local_node.SYSCTLS
+        for name in machine.SYSCTLS
         if (Path("/proc/sys") / name).exists()
     }
 
@@ -203,13 +203,13 @@ def installed(live: Live) -> Live:
 
 
 def test_up_registers_a_ready_node(live: Live) -> None:
-    assert local_node.NODE_NAME in live.outputs["up"]
-    node = json.loads(live.kubectl("get", "node", local_node.NODE_NAME, "-o", "json"))
+    assert NODE_NAME in live.outputs["up"]
+    node = json.loads(live.kubectl("get", "node", NODE_NAME, "-o", "json"))
     info = node["status"]["nodeInfo"]
     assert info["kubeletVersion"] == "v1.37.2"
     assert info["containerRuntimeVersion"].startswith("containerd://")
     addresses = {a["type"]: a["address"] for a in node["status"]["addresses"]}
-    assert addresses["InternalIP"] == local_node.NODE_IP
+    assert addresses["InternalIP"] == machine.NODE_IP
     # the images of hack/build-images.sh are on the node, nothing else was pulled
     images = {n for i in node["status"].get("images", []) for n in i.get("names", [])}
     assert "docker.io/library/nico-flow:0.1.0" in images
@@ -419,9 +419,8 @@ def test_dev_down_gives_the_machine_back(live: Live) -> None:
     mounts = Path("/proc/self/mountinfo").read_text()
     assert str(live.root) not in mounts
     assert (
-        subprocess.run(["ip", "link", "show", local_node.BRIDGE], capture_output=True).returncode
-        != 0
+        subprocess.run(["ip", "link", "show", machine.BRIDGE], capture_output=True).returncode != 0
     )
     assert kube_chains() == []
-    assert not (Path("/sys/fs/cgroup/memory") / local_node.CGROUP_ROOT).exists()
+    assert not (Path("/sys/fs/cgroup/memory") / machine.CGROUP_ROOT).exists()
     assert sysctls() == live.sysctls_before
