@@ -5,7 +5,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.cache/nico-flow/tools/b
 PY := .venv/bin/python
 PKG := operator/nicoflow
 
-.PHONY: setup test check lint fmt typecheck imports generated pytest unit crds protos docs demo demo-down clean
+.PHONY: setup test check lint fmt typecheck imports generated pytest unit crds protos docs demo demo-down images clean
 
 setup:
 	@bash hack/setup.sh
@@ -59,6 +59,10 @@ demo: setup
 
 demo-down:
 	.venv/bin/flow dev down
+
+# the local node's images (project, PostgreSQL, pause), from Debian packages and PyPI
+images:
+	@bash hack/build-images.sh
 
 clean:
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache

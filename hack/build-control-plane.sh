@@ -1,28 +1,41 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, kube-controller-manager and etcd from the published Go
-# modules into a cache outside the repository, keyed by Kubernetes and Go
-# versions. A second run with the same key returns at once.
+# Builds Kubernetes binaries from the published Go modules into a cache outside
+# the repository, keyed by Kubernetes and Go versions. A second run with the
+# same key returns at once. Two sets, each a folder of tiny main packages:
+#   control-plane  kube-apiserver, kube-controller-manager, etcd (hack/k8s-bins/cmd)
+#   node           kubelet, kube-scheduler, kube-proxy         (hack/k8s-bins/node)
 #
 #   hack/build-control-plane.sh            # prints the bin directory
+#   hack/build-control-plane.sh node
 #   K8S_VERSION=1.36.3 hack/build-control-plane.sh
 set -euo pipefail
 
+SET=${1:-control-plane}
+case $SET in
+  control-plane) SRC=cmd ;;
+  node) SRC=node ;;
+  *) echo "build-control-plane: unknown set '$SET' (control-plane or node)" >&2; exit 2 ;;
+esac
 K8S=${K8S_VERSION:-1.37.2}
 GOV=$(go env GOVERSION)
 CACHE=${NICO_FLOW_CACHE:-$HOME/.cache/nico-flow}
 KEY="k8s-$K8S-$GOV"
-OUT="$CACHE/control-plane/$KEY/bin"
+OUT="$CACHE/$SET/$KEY/bin"
 HERE=$(cd "$(dirname "$0")" && pwd)
 
-if [[ -x $OUT/kube-apiserver && -x $OUT/etcd && -x $OUT/kube-controller-manager ]]; then
+built=1
+for cmd in "$HERE/k8s-bins/$SRC"/*/; do
+  [[ -x $OUT/$(basename "$cmd") ]] || built=0
+done
+if ((built)); then
   echo "$OUT"
   exit 0
 fi
 
-WORK="$CACHE/control-plane/$KEY/src"
+WORK="$CACHE/$SET/$KEY/src"
 rm -rf "$WORK"
-mkdir -p "$WORK" "$OUT"
-cp -r "$HERE/k8s-bins/cmd" "$WORK/"
+mkdir -p "$WORK/cmd" "$OUT"
+cp -r "$HERE/k8s-bins/$SRC"/. "$WORK/cmd/"
 cd "$WORK"
 
 export CGO_ENABLED=0 GOFLAGS=-mod=mod
@@ -41,6 +54,6 @@ MINOR=$(echo "$K8S" | cut -d. -f2)
 LDV="-X k8s.io/component-base/version.gitVersion=v$K8S -X k8s.io/component-base/version.gitMajor=1"
 LDV="$LDV -X k8s.io/component-base/version.gitMinor=$MINOR -X k8s.io/client-go/pkg/version.gitVersion=v$K8S"
 start=$(date +%s)
-go build -p "${BUILD_JOBS:-2}" -trimpath -ldflags "-s -w $LDV" -o "$OUT/" ./cmd/... >&2
-echo "built control plane v$K8S in $(( $(date +%s) - start ))s" >&2
+nice -n 10 go build -p "${BUILD_JOBS:-2}" -trimpath -ldflags "-s -w $LDV" -o "$OUT/" ./cmd/... >&2
+echo "built $SET v$K8S in $(( $(date +%s) - start ))s" >&2
 echo "$OUT"

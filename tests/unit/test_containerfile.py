@@ -1,6 +1,7 @@
-"""The Containerfile, checked by structure (no container builder on CI): pinned
-bases, a non-root runtime, only the virtual environment copied over, `flow` as
-the entrypoint, the locked environment without dev dependencies."""
+"""The Containerfile, checked by structure: pinned bases, a non-root runtime,
+only the virtual environment copied over, `flow` as the entrypoint, the locked
+environment without dev dependencies. (hack/build-images.sh builds it on a
+Debian base of its own; tests/integration/chart/test_chart_live.py runs it.)"""
 
 from __future__ import annotations
 

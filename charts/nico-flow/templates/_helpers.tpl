@@ -132,9 +132,11 @@ seccompProfile:
 {{- end -}}
 
 {{- define "nico-flow.tlsEnv" -}}
+{{- if .Values.tls.secretName }}
 - name: CERTDIR
   value: {{ .Values.tls.certDir | quote }}
-{{- if and (not .Values.tls.secretName) .Values.tls.allowInsecure }}
+{{- else if .Values.tls.allowInsecure }}
+{{- /* no CERTDIR without certificates: `flow serve` refuses a named directory that lacks them */}}
 - name: ALLOW_INSECURE_GRPC
   value: "true"
 {{- end }}

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from nicoflow.devstack import stack
+from nicoflow.devstack.node_config import NODE_NAME
 
 
 @click.group()
@@ -26,16 +27,32 @@ _dir_option = click.option(
 
 @dev.command()
 @_dir_option
-def up(root: Path) -> None:
+@click.option(
+    "--node",
+    "with_node",
+    is_flag=True,
+    help="Also run a local node (containerd, kubelet, kube-scheduler, kube-proxy, CoreDNS) "
+    "with the images of `make images` imported, so Pods run. Needs root.",
+)
+def up(root: Path, with_node: bool) -> None:
     """Start etcd, kube-apiserver, kube-controller-manager and PostgreSQL."""
-    state = stack.up(root)
+    try:
+        state = stack.up(root, with_node=with_node)
+    except stack.StackError as e:
+        raise click.ClickException(str(e)) from e
     _print_env(state)
+    if state.node:
+        click.echo(
+            f"# node {NODE_NAME} runs Pods; images: "
+            + ", ".join(f"{role} {ref}" for role, ref in sorted(state.images.items())),
+            err=True,
+        )
 
 
 @dev.command()
 @_dir_option
 def down(root: Path) -> None:
-    """Stop the stack and drop its data."""
+    """Stop the stack (the node's Pods too) and drop its data."""
     click.echo("stopped" if stack.down(root) else "nothing was running")
 
 

@@ -7,7 +7,10 @@ CA signs certificates for more (`issue_client_cert`), so tests act as ordinary
 people and ServiceAccounts through the apiserver's own authentication.
 kube-controller-manager gives namespace deletion, owner-reference garbage
 collection and ServiceAccount tokens; there is no kubelet or scheduler, so Pods
-stay Pending, which the operator never needs.
+stay Pending, which the operator never needs. With `run_pods` the apiserver
+listens on the node's address instead, so Pods reach it through the
+`kubernetes` Service, and kube-controller-manager runs every controller (a
+local node, devstack/node.py, runs the Pods).
 """
 
 from __future__ import annotations
@@ -30,6 +33,12 @@ BUILD_SCRIPT = REPO_ROOT / "hack" / "build-control-plane.sh"
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager")
 # users with a static token and no RBAC rights until a test grants some
 USERS = ("alice", "bob", "carol")
+KCM_CONTROLLERS = (
+    "namespace-controller,garbage-collector-controller,serviceaccount-controller,"
+    "serviceaccount-token-controller,root-ca-certificate-publisher-controller"
+)
+# Deployments, StatefulSets, Jobs, endpoints, volume binding, node lifecycle ...
+KCM_CONTROLLERS_WITH_PODS = "*"
 
 
 def binaries_dir() -> Path:
@@ -70,6 +79,10 @@ class ControlPlane:
     workdir: Path
     bin_dir: Path | None = None
     with_controller_manager: bool = True
+    # where the apiserver listens and what it advertises (a node's address when
+    # Pods must reach it); with run_pods also every controller and Pod admission
+    address: str = "127.0.0.1"
+    run_pods: bool = False
     token: str = field(default_factory=lambda: secrets.token_hex(16))
     user_tokens: dict[str, str] = field(
         default_factory=lambda: {u: secrets.token_hex(16) for u in USERS}
@@ -80,7 +93,7 @@ class ControlPlane:
 
     @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.apiserver_port}"
+        return f"https://{self.address}:{self.apiserver_port}"
 
     @property
     def kubeconfig(self) -> Path:
@@ -92,6 +105,11 @@ class ControlPlane:
 
     def log(self, name: str) -> Path:
         return self.workdir / "logs" / f"{name}.log"
+
+    @property
+    def kubelet_client_ca(self) -> Path:
+        """The CA of the certificate the apiserver shows kubelets (run_pods only)."""
+        return self.workdir / "pki" / "ca.crt"
 
     def __enter__(self) -> Self:
         return self.start()
@@ -105,7 +123,7 @@ class ControlPlane:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._write_credentials()
         self.etcd_port = self.etcd_port or free_port()
-        self.apiserver_port = self.apiserver_port or free_port()
+        self.apiserver_port = self.apiserver_port or free_port(self.address)
         try:
             self.start_etcd()
             self.start_apiserver()
@@ -153,13 +171,25 @@ class ControlPlane:
     def start_apiserver(self) -> None:
         assert self.bin_dir is not None
         d = self.workdir
+        if self.run_pods:
+            # the `kubernetes` Service's endpoint is this address; Pods get
+            # ServiceAccount tokens; logs and exec go through the kubelet
+            pki = d / "pki"
+            pods = [
+                "--endpoint-reconciler-type=lease",
+                "--kubelet-preferred-address-types=InternalIP",
+                f"--kubelet-client-certificate={pki / 'kubelet-client.crt'}",
+                f"--kubelet-client-key={pki / 'kubelet-client.key'}",
+            ]
+        else:
+            # a loopback advertise address is refused by the endpoint reconciler
+            pods = ["--endpoint-reconciler-type=none", "--disable-admission-plugins=ServiceAccount"]
         argv = [
             str(self.bin_dir / "kube-apiserver"),
             f"--etcd-servers={self.etcd_url}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
-            # a loopback advertise address is refused by the endpoint reconciler
-            "--endpoint-reconciler-type=none",
+            f"--bind-address={self.address}",
+            f"--advertise-address={self.address}",
+            *pods,
             f"--secure-port={self.apiserver_port}",
             f"--cert-dir={d / 'certs'}",
             "--service-cluster-ip-range=10.0.0.0/24",
@@ -170,7 +200,6 @@ class ControlPlane:
             f"--token-auth-file={d / 'tokens.csv'}",
             f"--client-ca-file={d / 'client-ca.crt'}",
             "--allow-privileged=true",
-            "--disable-admission-plugins=ServiceAccount",
             "--enable-priority-and-fairness=false",
             "--event-ttl=1h",
             "--v=0",
@@ -203,8 +232,7 @@ class ControlPlane:
             "--leader-elect=false",
             f"--service-account-private-key-file={self.workdir / 'sa.key'}",
             f"--root-ca-file={self.workdir / 'certs' / 'apiserver.crt'}",
-            "--controllers=namespace-controller,garbage-collector-controller,serviceaccount-controller,"
-            "serviceaccount-token-controller,root-ca-certificate-publisher-controller",
+            f"--controllers={KCM_CONTROLLERS_WITH_PODS if self.run_pods else KCM_CONTROLLERS}",
             "--concurrent-gc-syncs=5",
             "--v=0",
         ]
@@ -242,6 +270,8 @@ class ControlPlane:
         rows = [f'{self.token},admin,admin,"system:masters"']
         rows += [f"{token},{user},{user}" for user, token in self.user_tokens.items()]
         (self.workdir / "tokens.csv").write_text("\n".join(rows) + "\n")
+        if self.run_pods:
+            _kubelet_client_pki(self.workdir / "pki")
 
     def issue_client_cert(self, user: str, groups: tuple[str, ...] = ()) -> tuple[bytes, bytes]:
         """A client certificate (PEM) and its key for `user` in `groups`, signed by
@@ -326,6 +356,24 @@ current-context: local
 
 def _openssl(*args: str) -> None:
     subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+def _kubelet_client_pki(pki: Path) -> None:
+    """A CA and the apiserver's client certificate for kubelets (logs, exec)."""
+    if (pki / "kubelet-client.crt").exists():
+        return
+    pki.mkdir(parents=True, exist_ok=True)
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=pki, check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
+            "-subj", "/CN=nico-flow-local-ca", "-keyout", "ca.key", "-out", "ca.crt")  # fmt: skip
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "kubelet-client.key",
+            "-subj", "/O=system:masters/CN=kube-apiserver-kubelet-client",
+            "-out", "kubelet-client.csr")  # fmt: skip
+    openssl("x509", "-req", "-in", "kubelet-client.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "3650", "-out", "kubelet-client.crt")  # fmt: skip
 
 
 def _insecure_context() -> ssl.SSLContext:

@@ -12,10 +12,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 
-def free_port() -> int:
-    """A port that was free a moment ago on 127.0.0.1 (the kernel picks it)."""
+def free_port(address: str = "127.0.0.1") -> int:
+    """A port that was free a moment ago on `address` (the kernel picks it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((address, 0))
         port: int = s.getsockname()[1]
         return port
 
@@ -70,6 +70,19 @@ def stop_pid(pid: int, timeout: float = 15.0) -> None:
     _signal_group(pid, signal.SIGKILL)
 
 
+def stop_pids(pids: Sequence[int], timeout: float = 15.0) -> None:
+    """`stop_pid` for several processes at once: all get SIGTERM, then the
+    ones left after `timeout` SIGKILL."""
+    for pid in pids:
+        _signal_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+        time.sleep(0.1)
+    for pid in pids:
+        if _alive(pid):
+            _signal_group(pid, signal.SIGKILL)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -81,8 +94,18 @@ def _alive(pid: int) -> bool:
     try:
         done, _ = os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
-        return True
+        # not ours: a zombie waiting for init to reap it is gone too
+        return not _zombie(pid)
     return done == 0
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    # the state follows the command name, which is in parentheses
+    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
