@@ -255,7 +255,7 @@ async def test_service_errors_keep_their_code_and_log_at_info() -> None:
 
 
 async def test_retrying_only_what_kubernetes_did_not_process() -> None:
-    from nicoflow.service.kuberetry import retrying
+    from nicoflow.kube.retry import retrying
 
     calls: list[int] = []
 

@@ -23,6 +23,7 @@ from rich.text import Text
 from nicoflow.kube.client import ApiError, KubeClient, NotFound, Resource
 from nicoflow.kube.config import KubeConfigError
 from nicoflow.kube.resources import LABEL_TASKSPEC, TASKS, TASKSPECS
+from nicoflow.kube.retry import retrying
 
 Json = dict[str, Any]
 
@@ -183,10 +184,13 @@ def _namespace(client: KubeClient, namespace: str | None) -> str:
 async def _status(ref: Ref, namespace: str | None, kubeconfig: str | None) -> Table:
     async with _client(kubeconfig) as client:
         ns = _namespace(client, namespace)
-        body = await client.get(ref.resource, ref.name, ns)
+        # a 429 right after the CRDs were installed means "come back": retried
+        body = await retrying(lambda: client.get(ref.resource, ref.name, ns))
         if ref.resource is TASKS:
             return task_table(body)
-        tasks = await client.list(TASKS, ns, label_selector=f"{LABEL_TASKSPEC}={ref.name}")
+        tasks = await retrying(
+            lambda: client.list(TASKS, ns, label_selector=f"{LABEL_TASKSPEC}={ref.name}")
+        )
         return taskspec_table(body, tasks)
 
 

@@ -27,8 +27,8 @@ from nicoflow.domain.targets import InventoryComponent, addressable, resolve_tar
 from nicoflow.domain.types import ConflictStrategy, OperationCode, TaskPhase
 from nicoflow.inventory.queries import load_for_targets
 from nicoflow.kube.resources import LABEL_RACK, TASKS, TASKSPECS, task_name
+from nicoflow.kube.retry import retrying
 from nicoflow.service.backend import Backend
-from nicoflow.service.kuberetry import retrying
 from nicoflow.service.task_ids import task_id
 
 Json = dict[str, Any]

@@ -22,9 +22,9 @@ from nicoflow.inventory.models import NVLDomain, Rack
 from nicoflow.kube.client import Invalid
 from nicoflow.kube.client import NotFound as KubeNotFound
 from nicoflow.kube.resources import RACKS
+from nicoflow.kube.retry import retrying
 from nicoflow.service.backend import Backend
 from nicoflow.service.errors import AlreadyExists, InvalidArgument, NotFound
-from nicoflow.service.kuberetry import retrying
 from nicoflow.service.validation import Identifier, identifier, parse_uuid
 
 

@@ -24,6 +24,7 @@ from nicoflow.inventory.queries import load_for_targets, load_racks
 from nicoflow.kube.client import Conflict, Invalid
 from nicoflow.kube.client import NotFound as KubeNotFound
 from nicoflow.kube.resources import GROUP, RULES, TASKSPECS, task_name
+from nicoflow.kube.retry import retrying
 from nicoflow.service import admission
 from nicoflow.service.authz import stamp_caller
 from nicoflow.service.backend import Backend
@@ -33,7 +34,6 @@ from nicoflow.service.errors import (
     NotFound,
     ResourceExhausted,
 )
-from nicoflow.service.kuberetry import retrying
 from nicoflow.service.lookups import components_for_refs, racks_for_refs
 from nicoflow.service.operation_requests import (
     OperationRequest,

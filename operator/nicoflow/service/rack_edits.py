@@ -32,10 +32,10 @@ from nicoflow.inventory.models import Component
 from nicoflow.kube.client import Conflict, Invalid
 from nicoflow.kube.client import NotFound as KubeNotFound
 from nicoflow.kube.resources import RACKS
+from nicoflow.kube.retry import retrying
 from nicoflow.service.backend import Backend
 from nicoflow.service.component_spec import entry_key, ids_annotation, merge_patch
 from nicoflow.service.errors import AlreadyExists, InvalidArgument, NotFound, ServiceError
-from nicoflow.service.kuberetry import retrying
 from nicoflow.service.rack_body import ANNOTATION_COMPONENT_IDS
 
 T = TypeVar("T")

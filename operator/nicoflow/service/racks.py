@@ -31,6 +31,7 @@ from nicoflow.inventory.models import Component, Rack
 from nicoflow.kube.client import Conflict, Invalid
 from nicoflow.kube.client import NotFound as KubeNotFound
 from nicoflow.kube.resources import RACKS
+from nicoflow.kube.retry import retrying
 from nicoflow.service.backend import Backend
 from nicoflow.service.errors import (
     AlreadyExists,
@@ -39,7 +40,6 @@ from nicoflow.service.errors import (
     NotFound,
 )
 from nicoflow.service.inventory_views import rack_message
-from nicoflow.service.kuberetry import retrying
 from nicoflow.service.queryfilters import rack_filters, rack_order
 from nicoflow.service.rack_body import RackRequest, rack_request
 from nicoflow.service.validation import Page, page, parse_uuid, serial_info

@@ -52,9 +52,9 @@ from nicoflow.inventory.models import Rack
 from nicoflow.kube.client import Conflict, Invalid
 from nicoflow.kube.client import NotFound as KubeNotFound
 from nicoflow.kube.resources import GROUP, RACKS, RULES
+from nicoflow.kube.retry import retrying
 from nicoflow.service.backend import Backend
 from nicoflow.service.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from nicoflow.service.kuberetry import retrying
 from nicoflow.service.operations import LABEL_RULE_ID
 from nicoflow.service.validation import parse_uuid
 

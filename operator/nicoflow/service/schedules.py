@@ -69,13 +69,13 @@ from nicoflow.kube.resources import (
     TASKSPECS,
     task_name,
 )
+from nicoflow.kube.retry import retrying
 from nicoflow.service import operation_requests as requests
 from nicoflow.service import operations
 from nicoflow.service.authz import stamp_caller
 from nicoflow.service.backend import Backend
 from nicoflow.service.enums import component_type_number
 from nicoflow.service.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from nicoflow.service.kuberetry import retrying
 from nicoflow.service.lookups import components_for_refs, racks_for_refs
 from nicoflow.service.rules import object_name
 from nicoflow.service.task_ids import task_id

@@ -25,9 +25,9 @@ from nicoflow.domain.types import ComponentType, TaskPhase
 from nicoflow.inventory.models import Component, Rack, TaskHistory
 from nicoflow.kube.client import NotFound as KubeNotFound
 from nicoflow.kube.resources import LABEL_RACK, RULES, TASKS, TASKSPECS
+from nicoflow.kube.retry import retrying
 from nicoflow.service.backend import Backend
 from nicoflow.service.errors import FailedPrecondition, NotFound
-from nicoflow.service.kuberetry import retrying
 from nicoflow.service.rules import rule_id_of
 from nicoflow.service.task_ids import record_id, task_id
 from nicoflow.service.task_view import (
