@@ -95,6 +95,21 @@ UNKNOWN_ID = "6d1f3bbf-0f8e-4a0e-9a3e-2a8f7c1b0d55"
 # (id, rpc, request builder, code, message substring)
 CASES: list[tuple[str, str, Build, grpc.StatusCode, str]] = [
     (
+        "too-many-task-ids",
+        "GetTasksByIDs",
+        lambda c: pb.GetTasksByIDsRequest(task_ids=[pb.UUID(id=str(uuid.uuid4()))] * 1001),
+        INVALID,
+        "task_ids holds 1001 ids; ask for at most 1000 at a time",
+    ),
+    (
+        "request-too-large",
+        "GetTasksByIDs",
+        # 5 MiB of ids: refused by the transport before anything parses it
+        lambda c: pb.GetTasksByIDsRequest(task_ids=[pb.UUID(id="x" * 1024 * 1024)] * 5),
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "Received message larger than max",
+    ),
+    (
         "rack-id-missing",
         "GetRackInfoByID",
         lambda c: pb.GetRackInfoByIDRequest(),

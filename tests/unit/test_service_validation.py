@@ -24,6 +24,10 @@ def test_pagination_defaults_and_bounds() -> None:
     # given but zero: refused, since omitting pagination is how to ask for the default
     with pytest.raises(InvalidArgument, match="limit is 0"):
         validation.page(pb.Pagination())
+    # more than a page holds: served a full page, the total says there is more
+    assert validation.page(pb.Pagination(offset=3, limit=10**6)) == validation.Page(
+        3, validation.MAX_PAGE
+    )
 
 
 def test_uuids() -> None:

@@ -39,10 +39,13 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 50051
 _MESSAGE_LIMIT = 64 * 1024 * 1024
+# the largest request is a rack with all its components and BMCs (~100 KB);
+# a bigger one is a mistake or an attack, refused before it is parsed
+_REQUEST_LIMIT = 4 * 1024 * 1024
 _OPTIONS = [
     # a page of racks with components, or a whole rack's report, can be large
     ("grpc.max_send_message_length", _MESSAGE_LIMIT),
-    ("grpc.max_receive_message_length", _MESSAGE_LIMIT),
+    ("grpc.max_receive_message_length", _REQUEST_LIMIT),
 ]
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 

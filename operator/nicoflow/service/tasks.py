@@ -27,7 +27,7 @@ from nicoflow.kube.client import NotFound as KubeNotFound
 from nicoflow.kube.resources import LABEL_RACK, RULES, TASKS, TASKSPECS
 from nicoflow.kube.retry import retrying
 from nicoflow.service.backend import Backend
-from nicoflow.service.errors import FailedPrecondition, NotFound
+from nicoflow.service.errors import FailedPrecondition, InvalidArgument, NotFound
 from nicoflow.service.rules import rule_id_of
 from nicoflow.service.task_ids import record_id, task_id
 from nicoflow.service.task_view import (
@@ -37,7 +37,7 @@ from nicoflow.service.task_view import (
     from_task_object,
     task_message,
 )
-from nicoflow.service.validation import page, parse_uuid
+from nicoflow.service.validation import MAX_PAGE, page, parse_uuid
 
 _SCAN_BATCH = 1000
 
@@ -356,6 +356,10 @@ def _is_uuid(text: str) -> bool:
 
 
 async def get_tasks(backend: Backend, request: pb.GetTasksByIDsRequest) -> list[pb.Task]:
+    if len(request.task_ids) > MAX_PAGE:
+        raise InvalidArgument(
+            f"task_ids holds {len(request.task_ids)} ids; ask for at most {MAX_PAGE} at a time"
+        )
     ids = [parse_uuid(t, f"task_ids[{n}]") for n, t in enumerate(request.task_ids)]
     if not ids:
         return []

@@ -27,8 +27,13 @@ class Page:
     limit: int = DEFAULT_LIMIT
 
 
+MAX_PAGE = 1000
+
+
 def page(pagination: pb.Pagination | None) -> Page:
-    """Offset 0 / limit 100 when absent; when given, limit > 0 and offset >= 0."""
+    """Offset 0 / limit 100 when absent; when given, limit > 0 and offset >= 0.
+    A limit past MAX_PAGE is served as MAX_PAGE: the response's total tells the
+    client there is more, as for any page (the original had no bound)."""
     if pagination is None:
         return Page()
     if pagination.offset < 0:
@@ -41,7 +46,7 @@ def page(pagination: pb.Pagination | None) -> Page:
             f"pagination.limit is {pagination.limit}; it must be greater than 0 when "
             "pagination is given (omit pagination for the default of 100)"
         )
-    return Page(pagination.offset, pagination.limit)
+    return Page(pagination.offset, min(pagination.limit, MAX_PAGE))
 
 
 def parse_uuid_text(text: str, field: str) -> uuid.UUID:
