@@ -41,6 +41,24 @@ def _options(command: click.Command) -> set[str]:
     return {opt for p in command.params for opt in getattr(p, "opts", [])}
 
 
+def _parses(command: click.Command, args: list[str]) -> None:
+    """The arguments as the container passes them, through the command's own parser
+    (a file the Pod mounts stands in as this file: it does not exist here)."""
+    mounted = {
+        opt
+        for p in command.params
+        if isinstance(p.type, click.Path) and p.type.exists
+        for opt in p.opts
+    }
+    args = [
+        f"{a.split('=', 1)[0]}={__file__}" if a.split("=", 1)[0] in mounted else a for a in args
+    ]
+    try:
+        command.make_context(command.name or "flow", args)
+    except click.UsageError as exc:
+        raise AssertionError(f"{args}: {exc.format_message()}") from exc
+
+
 def _env(container: dict[str, Any]) -> dict[str, Any]:
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
 
@@ -119,6 +137,8 @@ def test_operator_deployment(helm: Helm, values: Path | None) -> None:
     # every flag the chart passes exists on `flow operator`
     flags = {a.split("=", 1)[0] for a in args[1:] if a.startswith("--")}
     assert flags <= _options(operator_command), flags - _options(operator_command)
+    # ... and parses: helm writes a large number as 1e+06 unless the template says int64
+    _parses(operator_command, args[1:])
     env = _env(container)
     assert "NICO_CORE_API_URL" in env
     # the certificate directory is named only when a Secret fills it: `flow
@@ -147,6 +167,7 @@ def test_api_deployment(helm: Helm, values: Path | None) -> None:
     assert "--namespace=nico-flow" in args
     flags = {a.split("=", 1)[0] for a in args[1:] if a.startswith("--")}
     assert flags <= _options(serve_command), flags - _options(serve_command)
+    _parses(serve_command, args[1:])
     tls = vals.get("tls", {}).get("secretName")
     probe = container["readinessProbe"]
     if tls:
