@@ -497,9 +497,10 @@ def _apply(
     ctx: StepContext, st: StepStatus, action: ActionConfig, outcome: Outcome, out: StepOutput
 ) -> None:
     call = outcome.call
-    if call.kind.mutating or call.release:
+    if call.kind.mutating or call.release or call.recovery:
         # what a command (or, after a restart, the clean-up of an interrupted
-        # one) left in Core; firmware reads report theirs when a component ends
+        # one) left in Core; firmware reads report theirs when a component
+        # ends, and the read after a lost reply for the command it checks
         out.releases.extend(_leftovers(outcome, call.ids))
     if call.recovery:
         _apply_recovery(ctx, st, outcome, out)

@@ -198,15 +198,17 @@ class DpuReprovisioner:
 
     async def status(self, host_ids: Sequence[str]) -> FirmwareStatusMap:
         """Queued until the host rebooted, in progress while Core lists a DPU,
-        completed when none is left (the host's report then has to come off)."""
+        completed when none is left; the host's report has to come off in each case."""
         got: dict[str, FirmwareReading] = {}
         for host, dpus in (await self.waiting(host_ids)).items():
             if not dpus:
                 got[host] = FirmwareReading(FirmwareState.COMPLETED, cleanup=Leftover.HOST_UPDATE)
+            # under way: the host carries the report (a reading after a lost
+            # reply or a restart is how the Task learns it must take it off)
             elif all(dpus.values()):
-                got[host] = FirmwareReading(FirmwareState.IN_PROGRESS)
+                got[host] = FirmwareReading(FirmwareState.IN_PROGRESS, cleanup=Leftover.HOST_UPDATE)
             else:
-                got[host] = FirmwareReading(FirmwareState.QUEUED)
+                got[host] = FirmwareReading(FirmwareState.QUEUED, cleanup=Leftover.HOST_UPDATE)
         return complete_firmware(host_ids, got)
 
     async def release(self, host_ids: Sequence[str]) -> list[str]:

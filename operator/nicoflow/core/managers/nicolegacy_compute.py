@@ -255,16 +255,23 @@ class NicoLegacyComputeManager(ComputeManagerBase):
         self.check_target(target)
         sub = parse_subtargets(ComponentType.COMPUTE, info.sub_targets)
         parts: list[ComponentResults] = []
-        if sub.tray_update:
+        ids = list(target.component_ids)
+        if sub.dpu:
+            # DPUs first: their start reads Core's state before each step, so
+            # sending it again repeats nothing; the host's window is armed
+            # only once they started, so a retry of the DPU part never arms
+            # (and so reprovisions) a host a second time
+            dpus = await self._dpu.start(ids, info.idempotency_key)
+            parts.append(dpus)
+            ids = [cid for cid in ids if dpus[cid].ok]
+        if sub.tray_update and ids:
             if sub.components:
                 log.warning(
                     "compute/nicolegacy applies the whole host firmware bundle; "
                     "sub-targets %s are not honoured",
                     ", ".join(s for s in info.sub_targets if s.strip().lower() != "dpu"),
                 )
-            parts.append(await self._tray_firmware(target.component_ids, info))
-        if sub.dpu:
-            parts.append(await self._dpu.start(target.component_ids, info.idempotency_key))
+            parts.append(await self._tray_firmware(ids, info))
         return merge(*parts)
 
     async def _tray_firmware(
