@@ -119,6 +119,17 @@ class Api:
     def rack_name(self, base: str = "a01") -> str:
         return f"{base}-{self.tag}"
 
+    async def create_task(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Create a Task object and record it in the task index, as the operator
+        does when it splits a TaskSpec (the API finds Tasks through the index)."""
+        from nicoflow.inventory.queries import record_tasks
+        from nicoflow.kube.resources import TASKS
+
+        created: dict[str, Any] = await self.kube.create(TASKS, body, self.namespace)
+        async with self.sessions() as session, session.begin():
+            await record_tasks(session, [created])
+        return created
+
 
 @contextlib.asynccontextmanager
 async def running_api(

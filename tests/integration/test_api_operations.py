@@ -19,10 +19,10 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from nicoflow._proto.flow.v1 import flow_pb2 as pb
 from nicoflow.devstack.controlplane import ControlPlane
 from nicoflow.domain.default_rules import builtin_rule
+from nicoflow.domain.task_ids import task_id
 from nicoflow.domain.types import OperationCode
 from nicoflow.inventory.queries import archive_task
 from nicoflow.kube.resources import LABEL_RACK, LABEL_TASKSPEC, RULES, TASKS, TASKSPECS, task_name
-from nicoflow.service.task_ids import task_id
 
 
 @pytest.fixture
@@ -317,12 +317,30 @@ async def _submit_power_off(api: Api, rack_id: str) -> tuple[str, str]:
     return ts["metadata"]["name"], resp.task_ids[0].id
 
 
-async def test_live_task_is_listed_read_and_cancelled_by_its_returned_id(api: Api) -> None:
+def _task_lists(cp: ControlPlane) -> float:
+    """LIST requests for Task objects in one namespace (as the API made them)
+    the apiserver has served so far; operators list all namespaces."""
+    total = 0.0
+    for line in cp.metrics().splitlines():
+        if (
+            line.startswith("apiserver_request_total{")
+            and 'resource="tasks"' in line
+            and 'verb="LIST"' in line
+            and 'scope="namespace"' in line
+        ):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+async def test_live_task_is_listed_read_and_cancelled_by_its_returned_id(
+    api: Api, control_plane: ControlPlane
+) -> None:
     rack, rack_id = await _rack(api)
     ts_name, tid = await _submit_power_off(api, rack_id)
     body = _task_body(api, ts_name, rack, "force_power_off", ["compute-01", "compute-02"])
-    await api.kube.create(TASKS, body, api.namespace)
+    await api.create_task(body)
     await api.kube.patch_status(TASKS, body["metadata"]["name"], _running_status(), api.namespace)
+    lists_before = _task_lists(control_plane)
 
     listed = await api.stub.ListTasks(pb.ListTasksRequest(rack_id=pb.UUID(id=rack_id)))
     assert listed.total == 1
@@ -369,25 +387,29 @@ async def test_live_task_is_listed_read_and_cancelled_by_its_returned_id(api: Ap
     obj = await api.kube.get(TASKS, body["metadata"]["name"], api.namespace)
     assert obj["spec"]["cancel"] is True
 
-    # once the operator has cancelled it, cancelling again is a no-op
-    await api.kube.patch_status(
+    # once the operator has cancelled it (and archived it), cancelling again is a no-op
+    done = await api.kube.patch_status(
         TASKS,
         body["metadata"]["name"],
         {"phase": "Cancelled", "completionTime": _NOW},
         api.namespace,
     )
+    async with api.sessions() as session, session.begin():
+        await archive_task(session, done)
     again = await api.stub.CancelTask(pb.CancelTaskRequest(task_id=pb.UUID(id=tid)))
     assert again.task.status == pb.TASK_STATUS_TERMINATED
     assert again.task.HasField("finished_at")
     active = await api.stub.ListTasks(pb.ListTasksRequest(active_only=True))
     assert active.total == 0
+    # every query above was answered from the task index: no Task was listed
+    assert _task_lists(control_plane) == lists_before
 
 
 async def test_finished_tasks_cannot_be_cancelled(api: Api) -> None:
     rack, rack_id = await _rack(api)
     ts_name, tid = await _submit_power_off(api, rack_id)
     body = _task_body(api, ts_name, rack, "force_power_off", ["compute-01"])
-    await api.kube.create(TASKS, body, api.namespace)
+    await api.create_task(body)
     await api.kube.patch_status(
         TASKS,
         body["metadata"]["name"],
@@ -524,7 +546,7 @@ async def test_archived_copy_wins_over_the_live_object(api: Api) -> None:
     rack, rack_id = await _rack(api)
     ts_name, tid = await _submit_power_off(api, rack_id)
     body = _task_body(api, ts_name, rack, "force_power_off", ["compute-01"])
-    created = await api.kube.create(TASKS, body, api.namespace)
+    created = await api.create_task(body)
     await api.kube.patch_status(
         TASKS, body["metadata"]["name"], {"phase": "Running"}, api.namespace
     )

@@ -18,9 +18,9 @@ from nicoflow.controller.schedules import ScheduleController
 from nicoflow.devstack.controlplane import ControlPlane
 from nicoflow.domain import schedules as timing
 from nicoflow.domain.schedules import trigger_name
+from nicoflow.domain.task_ids import task_id
 from nicoflow.kube.resources import ANNOTATION_RESUMED_AT, SCHEDULES, task_name
 from nicoflow.service.schedules import ANNOTATION_TRIGGER_NOW
-from nicoflow.service.task_ids import task_id
 
 pytestmark = pytest.mark.integration
 

@@ -31,6 +31,7 @@ from nicoflow._proto.flow.v1 import flow_pb2 as pb
 from nicoflow.controller.racks import forget
 from nicoflow.devstack.controlplane import ControlPlane
 from nicoflow.domain.default_rules import builtin_rule
+from nicoflow.domain.task_ids import task_id
 from nicoflow.domain.types import OperationCode
 from nicoflow.inventory.queries import archive_task
 from nicoflow.kube.resources import (
@@ -43,7 +44,6 @@ from nicoflow.kube.resources import (
     task_name,
 )
 from nicoflow.service.rules import ANNOTATION_RULE_NAME
-from nicoflow.service.task_ids import task_id
 
 pytestmark = pytest.mark.integration
 
@@ -172,7 +172,7 @@ async def run_as_operator(api: Api, phase: str) -> list[str]:
         entries = []
         for rack in sorted(set(racks) - set(excluded)):
             body = operator_task(api, name, rack, code, [("compute", "compute-01")])
-            await api.kube.create(TASKS, body, api.namespace)
+            await api.create_task(body)
             await api.kube.patch_status(
                 TASKS, body["metadata"]["name"], {"phase": phase}, api.namespace
             )
@@ -473,7 +473,7 @@ async def test_task_fields_as_the_original_wrote_them_live_and_archived(api: Api
     body["spec"]["description"] = "drain row a"
     body["spec"]["rule"]["name"] = rule_obj
     body["spec"]["rule"]["source"] = "explicit"
-    created = await api.kube.create(TASKS, body, api.namespace)
+    created = await api.create_task(body)
     name = created["metadata"]["name"]
     await api.kube.patch_status(TASKS, name, {"phase": "Waiting"}, api.namespace)
 

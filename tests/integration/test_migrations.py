@@ -18,6 +18,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
+from nicoflow.domain.task_ids import task_id
 from nicoflow.domain.types import (
     BMCType,
     ComponentType,
@@ -41,7 +42,7 @@ from nicoflow.inventory.models import (
 )
 
 FLOW = Path(sys.executable).with_name("flow")
-HEAD = "0005"
+HEAD = "0006"
 TABLES = {
     "nvl_domain",
     "rack",
@@ -197,6 +198,35 @@ def test_0005_keeps_per_component_results(database_url: str, engine: Engine) -> 
         )
     assert migrate.downgrade(database_url, "0004").after == "0004"
     assert "task_result" not in _tables(engine)
+
+
+def test_0006_indexes_live_tasks_by_api_id(database_url: str, engine: Engine) -> None:
+    migrate.migrate_to(database_url, "0005")
+    uid = uuid.uuid4()
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO task_history (id, name, namespace, operation_code, operation_type, "
+                "phase, created_at, finished_at) VALUES (:id, 'ts-r1', 'ns', 'power_on', "
+                "'power_control', 'Succeeded', now(), now())"
+            ),
+            {"id": uid},
+        )
+    assert migrate.upgrade(database_url, "0006").after == "0006"
+    with engine.begin() as conn:
+        # the existing row got the id the API hands out for it
+        assert conn.scalar(text("SELECT api_id FROM task_history")) == task_id("ns", "ts-r1")
+        conn.execute(
+            text(
+                "INSERT INTO task_history (id, name, namespace, operation_code, operation_type, "
+                "phase, created_at) VALUES (gen_random_uuid(), 'ts-r2', 'ns', 'power_on', "
+                "'power_control', 'Running', now())"
+            )
+        )
+    assert migrate.downgrade(database_url, "0005").after == "0005"
+    with engine.connect() as conn:  # the live row has no place in the older history
+        assert conn.scalar(text("SELECT count(*) FROM task_history")) == 1
+    assert "api_id" not in _columns(engine, "task_history")
 
 
 def test_purging_a_rack_unplaces_its_unexpected_drift(migrated: Engine) -> None:
@@ -607,7 +637,7 @@ def test_flow_db_cli_up_and_down(database_url: str, engine: Engine) -> None:
     hist = _flow("db", "history", "--database-url", database_url)
     assert hist.returncode == 0, hist.stderr
     assert "base -> 0001:" in hist.stdout
-    assert f"0004 -> {HEAD} (head, current)" in hist.stdout
+    assert f"0005 -> {HEAD} (head, current)" in hist.stdout
 
     down = _flow("db", "migrate", "--to", "base", "--database-url", database_url)
     assert down.returncode == 0, down.stderr

@@ -75,7 +75,8 @@ def test_single_linear_head(scripts: ScriptDirectory) -> None:
         ("0002", "0001", "down"),
         ("0003", "head", "up"),
         ("0004", "head", "up"),
-        ("0005", "head", "none"),
+        ("0005", "head", "up"),
+        ("0006", "head", "none"),
     ],
 )
 def test_plan_direction(

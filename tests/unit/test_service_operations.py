@@ -12,11 +12,11 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from nicoflow._proto.flow.v1 import flow_pb2 as pb
 from nicoflow.api.task_spec import TaskSpecSpec
 from nicoflow.domain.targets import InventoryComponent
+from nicoflow.domain.task_ids import task_id
 from nicoflow.domain.types import ComponentType, ConflictStrategy, OperationCode
 from nicoflow.kube.resources import task_name
 from nicoflow.service import operation_requests as ops
 from nicoflow.service.errors import InvalidArgument
-from nicoflow.service.task_ids import task_id
 
 RACKS = pb.OperationTargetSpec(racks=pb.RackTargets(targets=[pb.RackTarget(name="a01")]))
 

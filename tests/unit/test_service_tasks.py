@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from nicoflow._proto.flow.v1 import flow_pb2 as pb
+from nicoflow.domain.task_ids import task_id
 from nicoflow.domain.types import OperationCode, TaskPhase
 from nicoflow.inventory.models import TaskHistory
-from nicoflow.service.task_ids import task_id
 from nicoflow.service.task_view import (
     TaskRecord,
     build_report,

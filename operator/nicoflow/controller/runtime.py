@@ -9,7 +9,7 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -33,7 +33,7 @@ from nicoflow.core.config import ComponentManagerConfig, load_config
 from nicoflow.core.managers.registry import ManagerRegistry, core_settings
 from nicoflow.core.readiness import ComponentStatus
 from nicoflow.domain.targets import InventoryRack
-from nicoflow.domain.types import OperationType
+from nicoflow.domain.types import OperationType, TaskPhase
 from nicoflow.engine.compaction import ComponentRecord
 from nicoflow.inventory import queries
 from nicoflow.inventory.db import make_async_engine, make_async_session_factory
@@ -147,6 +147,19 @@ class Runtime:
             async with sessions() as session, session.begin():
                 await queries.archive_results(session, task_id, rows)
 
+        async def index(bodies: list[dict[str, Any]]) -> None:
+            async with sessions() as session, session.begin():
+                await queries.record_tasks(session, bodies)
+
+        async def phases(
+            body: dict[str, Any], phase: TaskPhase, started: datetime | None, msg: str
+        ) -> None:
+            async with sessions() as session, session.begin():
+                # a Task its creator could not index (PostgreSQL was down) gets its row now
+                await queries.record_tasks(session, [body])
+                uid = str(body["metadata"]["uid"])
+                await queries.record_phase(session, uid, phase, started_at=started, message=msg)
+
         async def load_inventory(targets: dict[str, Any]) -> Sequence[InventoryRack]:
             async with sessions() as session:
                 return await queries.load_for_targets(session, targets)
@@ -171,6 +184,8 @@ class Runtime:
             rack_hosts=rack_hosts,
             archive=archive,
             results=archive_results,
+            index=index,
+            phases=phases,
             settings=Settings(
                 stage_events=opts.stage_events,
                 confirm_window=opts.confirm_window,

@@ -59,6 +59,9 @@ StatusLookup = Callable[[list[str]], Awaitable[dict[str, ComponentStatus]]]
 RackHosts = Callable[[str], Awaitable[list[str]]]
 Archiver = Callable[[dict[str, Any]], Awaitable[None]]
 ResultArchiver = Callable[[str, list[ComponentRecord]], Awaitable[None]]
+# the task index in PostgreSQL (the API reads it): Tasks as found, phase changes
+Indexer = Callable[[list[dict[str, Any]]], Awaitable[None]]
+PhaseRecorder = Callable[[dict[str, Any], TaskPhase, datetime | None, str], Awaitable[None]]
 
 READINESS_TIMEOUT = timedelta(minutes=30)
 READINESS_RECHECK = 5.0
@@ -88,6 +91,8 @@ class TaskManager:
         rack_hosts: RackHosts | None = None,
         archive: Archiver | None = None,
         results: ResultArchiver | None = None,
+        index: Indexer | None = None,
+        phases: PhaseRecorder | None = None,
         on_change: Callable[[Key], None] | None = None,
         settings: Settings | None = None,
         clock: Callable[[], datetime] = utcnow,
@@ -100,6 +105,8 @@ class TaskManager:
         self.rack_hosts = rack_hosts
         self.archive = archive
         self.results = results
+        self.index = index
+        self.phases = phases
         self.on_change = on_change or (lambda _key: None)
         self.settings = settings or Settings()
         self.clock = clock
@@ -112,6 +119,7 @@ class TaskManager:
         self._closing = False
         # racks with a Task held by the operator-wide limit: kicked when a slot frees
         self.held_by_limit: set[str] = set()
+        self._chores: set[asyncio.Future[None]] = set()  # background writes, kept alive
 
     # -- state from the apiserver ----------------------------------------------
 
@@ -128,6 +136,13 @@ class TaskManager:
         self._synced.set()
         for rack in self.entries.racks():
             self.kick(rack)
+        # Tasks made before the index existed, or while PostgreSQL was down
+        live = [e.body for e in self.entries.values() if not e.phase.finished]
+        if self.index is not None and live:
+            try:
+                await self.index(live)
+            except Exception as exc:
+                log.warning("indexing %d unfinished Tasks failed: %s", len(live), exc)
 
     def observe(self, event_type: str, body: dict[str, Any]) -> None:
         """A watch event for a Task."""
@@ -140,6 +155,11 @@ class TaskManager:
                 entry.runner.cancel()
             if entry:
                 self.kick(entry.rack)
+                if not entry.phase.finished:
+                    # its history row would stay "running" for ever otherwise
+                    gone = asyncio.ensure_future(self._archive_deleted(entry))
+                    self._chores.add(gone)
+                    gone.add_done_callback(self._chores.discard)
             return
         entry = self._store(body)
         if entry is None:
@@ -442,9 +462,21 @@ class TaskManager:
         except NotFound:
             self.entries.pop(entry.key)
             return False
+        before = entry.phase
         entry.body = compact(body)
         self.on_change(entry.taskspec)
+        if entry.phase is not before and not entry.phase.finished:
+            await self._record_phase(entry, status)
         return True
+
+    async def _record_phase(self, entry: Entry, status: TaskStatus) -> None:
+        """Keep the task index's phase current (a finished Task is archived whole)."""
+        if self.phases is None:
+            return
+        try:
+            await self.phases(entry.body, status.phase, status.start_time, status.message)
+        except Exception as exc:  # the index catches up when the Task is archived
+            log.warning("task %s/%s: indexing phase %s failed: %s", *entry.key, status.phase, exc)
 
     async def _hold(self, entry: Entry, message: str) -> None:
         st = status_of(entry.body)
@@ -551,6 +583,20 @@ class TaskManager:
         finally:
             entry.settled = True
             entry.body = settled(entry.body)
+
+    async def _archive_deleted(self, entry: Entry) -> None:
+        if self.archive is None:
+            return
+        status = {
+            **(entry.body.get("status") or {}),
+            "phase": TaskPhase.CANCELLED.value,
+            "message": "deleted before it finished (its TaskSpec or the Task was deleted)",
+            "completionTime": self.clock().isoformat(),
+        }
+        try:
+            await self.archive({**entry.body, "status": status})
+        except Exception as exc:
+            log.warning("task %s/%s: archiving the deleted Task failed: %s", *entry.key, exc)
 
     async def close(self) -> None:
         self._closing = True

@@ -251,12 +251,21 @@ class TaskSpecController:
         the Tasks made so far (names are deterministic) and makes the rest."""
         slots = asyncio.Semaphore(CREATE_CONCURRENCY)
 
-        async def one(task: dict[str, Any]) -> None:
+        async def one(task: dict[str, Any]) -> dict[str, Any] | None:
             async with slots:
                 with contextlib.suppress(Conflict):  # made before an operator restart
-                    await self.kube.create(TASKS, task, namespace)
+                    return await self.kube.create(TASKS, task, namespace)
+            return None
 
         results = await asyncio.gather(*(one(t) for t in tasks), return_exceptions=True)
+        made = [r for r in results if isinstance(r, dict)]
+        if made and self.tasks.index is not None:
+            # the API finds Tasks in the index; one found missing is added at
+            # the operator's next start
+            try:
+                await self.tasks.index(made)
+            except Exception as exc:
+                log.warning("indexing %d new Tasks failed: %s", len(made), exc)
         failures = [r for r in results if isinstance(r, BaseException)]
         if failures:
             raise failures[0]

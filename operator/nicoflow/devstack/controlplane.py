@@ -351,7 +351,8 @@ current-context: local
 
     def metrics(self) -> str:
         """The apiserver's own Prometheus metrics (benchmarks count writes from them)."""
-        return _http_get(f"{self.server}/metrics", token=self.token)
+        # large and slow on a busy machine: more time than a health probe gets
+        return _http_get(f"{self.server}/metrics", token=self.token, timeout=60)
 
 
 def _openssl(*args: str) -> None:
@@ -383,12 +384,12 @@ def _insecure_context() -> ssl.SSLContext:
     return ctx
 
 
-def _http_get(url: str, token: str | None = None) -> str:
+def _http_get(url: str, token: str | None = None, timeout: float = 5) -> str:
     req = urllib.request.Request(url)
     if token:
         req.add_header("Authorization", f"Bearer {token}")
     ctx = _insecure_context() if url.startswith("https") else None
-    with urllib.request.urlopen(req, timeout=5, context=ctx) as resp:
+    with urllib.request.urlopen(req, timeout=timeout, context=ctx) as resp:
         body: bytes = resp.read()
         return body.decode()
 

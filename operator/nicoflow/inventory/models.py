@@ -377,7 +377,8 @@ class ComponentDrift(Base):
 
 
 class TaskHistory(Base):
-    """A finished Task, kept after its Kubernetes object is garbage-collected.
+    """A Task, recorded when it is created and kept after its Kubernetes object
+    is garbage-collected (finished_at is NULL until it finishes).
 
     No foreign key to `rack`: history must outlive a purged rack, which is why
     the rack's name is copied alongside its id."""
@@ -399,7 +400,9 @@ class TaskHistory(Base):
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     name: Mapped[str] = mapped_column(Text, nullable=False)
     namespace: Mapped[str] = mapped_column(Text, nullable=False)
-    task_spec_name: Mapped[str | None] = mapped_column(Text)
+    task_spec_name: Mapped[str | None] = mapped_column(Text, index=True)
+    # the Task's id in the v1 API (nicoflow.domain.task_ids.record_id)
+    api_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
     rack_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     rack_name: Mapped[str | None] = mapped_column(Text)
     operation_code: Mapped[OperationCode] = mapped_column(
@@ -422,10 +425,9 @@ class TaskHistory(Base):
     queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    # Indexed alone too: retention pruning deletes by age across all racks.
-    finished_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), nullable=False, index=True
-    )
+    # NULL while the Task runs (the operator records Tasks as it creates and
+    # starts them). Indexed alone too: retention deletes by age across racks.
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
     archived_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.now()
     )

@@ -12,7 +12,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import CursorResult, Delete, Select, delete, func, or_, select
+from sqlalchemy import CursorResult, Delete, Select, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,6 +23,7 @@ from nicoflow.domain.targets import (
     match_labels,
     rack_selector,
 )
+from nicoflow.domain.task_ids import record_id
 from nicoflow.domain.types import BMCType, ComponentType, OperationCode, TaskPhase
 from nicoflow.inventory.models import (
     BMC,
@@ -305,7 +306,7 @@ async def rack_compute_ids(session: AsyncSession, rack: str) -> list[str]:
 # --- task archive -----------------------------------------------------------------------------
 
 _HISTORY_COLUMNS = frozenset(c.key for c in TaskHistory.__table__.columns) - {"archived_at"}
-_REQUIRED = ("id", "name", "namespace", "operation_code", "phase", "created_at", "finished_at")
+_REQUIRED = ("id", "name", "namespace", "operation_code", "phase", "created_at")
 
 
 def _when(value: Any) -> datetime | None:
@@ -317,56 +318,75 @@ def _when(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-async def _task_record(session: AsyncSession, body: Mapping[str, Any]) -> dict[str, Any]:
-    """A task_history row from a Task object (metadata, spec, status)."""
+async def _task_records(
+    session: AsyncSession, bodies: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """task_history rows from Task objects (metadata, spec, status); two
+    queries however many Tasks (their racks' ids and components)."""
+    racks = sorted({str((b.get("spec") or {}).get("rack")) for b in bodies} - {"None", ""})
+    rack_ids: dict[str, uuid.UUID] = {}
+    known: dict[tuple[str, str, str], str] = {}
+    if racks:
+        rows = await session.execute(
+            select(Rack.name, Rack.id)
+            .where(Rack.name.in_(racks))
+            .order_by(Rack.deleted_at.desc().nulls_first())
+        )
+        for n, i in rows.all():  # a live rack wins over a tombstone of the same name
+            rack_ids.setdefault(str(n), i)
+    if rack_ids:
+        found = await session.execute(
+            select(Rack.name, Component.type, Component.name, Component.id)
+            .join(Rack, Component.rack_id == Rack.id)
+            .where(Rack.id.in_(list(rack_ids.values())))
+        )
+        # history names components by inventory id, so a later rename does not lose them
+        known = {(str(r), str(t), str(n)): str(i) for r, t, n, i in found.all()}
+    return [_task_record(b, rack_ids, known) for b in bodies]
+
+
+def _task_record(
+    body: Mapping[str, Any],
+    rack_ids: Mapping[str, uuid.UUID],
+    known: Mapping[tuple[str, str, str], str],
+) -> dict[str, Any]:
     meta = body.get("metadata") or {}
     spec = body.get("spec") or {}
     status = body.get("status") or {}
     rack_name = spec.get("rack")
-    rack_id: uuid.UUID | None = None
     components: dict[str, list[str]] = {}
-    if rack_name:
-        rack_id = await session.scalar(select(Rack.id).where(Rack.name == rack_name))
-        refs = [
-            (g.get("type"), ref) for g in spec.get("components") or [] for ref in g.get("ids") or []
-        ]
-        # History names components by inventory id, so a later rename does not lose them.
-        known: dict[tuple[str, str], str] = {}
-        if rack_id is not None and refs:
-            rows = await session.execute(
-                select(Component.type, Component.name, Component.id).where(
-                    Component.rack_id == rack_id
-                )
-            )
-            known = {(str(t), n): str(i) for t, n, i in rows.all()}
-        for ctype, ref in refs:
-            found = known.get((str(ctype), str(ref.get("name"))))
+    for g in spec.get("components") or []:
+        for ref in g.get("ids") or []:
+            found = known.get((str(rack_name), str(g.get("type")), str(ref.get("name"))))
             if found:
-                components.setdefault(str(ctype), []).append(found)
-    rule = spec.get("rule")
+                components.setdefault(str(g.get("type")), []).append(found)
+    phase = TaskPhase(status.get("phase") or TaskPhase.PENDING.value)
     report = status.get("report")
     if report is None and status.get("stages"):
         report = {"stages": status["stages"], "commanded": status.get("commanded") or []}
     now = datetime.now(UTC)
+    namespace, name = str(meta.get("namespace")), str(meta.get("name"))
     return {
         "id": meta.get("uid"),
-        "name": meta.get("name"),
-        "namespace": meta.get("namespace"),
+        "api_id": record_id(namespace, name, str(meta.get("uid"))),
+        "name": name,
+        "namespace": namespace,
         "task_spec_name": spec.get("taskSpecName"),
         "requested_by": spec.get("requestedBy"),
-        "rack_id": rack_id,
+        "rack_id": rack_ids.get(str(rack_name)),
         "rack_name": rack_name,
         "operation_code": spec.get("operation"),
-        "phase": status.get("phase") or TaskPhase.PENDING.value,
+        "phase": phase.value,
         "message": status.get("message") or None,
         "description": spec.get("description") or None,
         "components": components,
-        "applied_rule": rule,
+        "applied_rule": spec.get("rule"),
         "report": report,
         "queued_at": status.get("queuedAt"),
         "created_at": meta.get("creationTimestamp") or now,
         "started_at": status.get("startTime"),
-        "finished_at": status.get("completionTime") or now,
+        # only a finished Task has a finish time: the API reads NULL as "live"
+        "finished_at": (status.get("completionTime") or now) if phase.finished else None,
     }
 
 
@@ -385,9 +405,13 @@ def _normalise_record(record: Mapping[str, Any]) -> dict[str, Any]:
     row["operation_code"] = code
     row["operation_type"] = row.get("operation_type") or code.operation_type
     row["phase"] = TaskPhase(row["phase"])
+    if row["phase"].finished and row.get("finished_at") in (None, ""):
+        raise ValueError("task_history record of a finished Task lacks: finished_at")
     for key in ("queued_at", "created_at", "started_at", "finished_at"):
         if key in row:
             row[key] = _when(row[key])
+    if row.get("api_id") is None:
+        row["api_id"] = record_id(str(row["namespace"]), str(row["name"]), str(row["id"]))
     row.setdefault("components", {})
     return row
 
@@ -399,11 +423,41 @@ async def archive_task(session: AsyncSession, record: Mapping[str, Any]) -> None
     task_history columns. Idempotent: archiving the same Task again rewrites the
     row with what is given, so a replayed or later, fuller record simply wins."""
     if "metadata" in record and "spec" in record:
-        record = await _task_record(session, record)
+        (record,) = await _task_records(session, [record])
     row = _normalise_record(record)
     stmt = pg_insert(TaskHistory).values(**row)
     update = {k: stmt.excluded[k] for k in row if k != "id"}
     await session.execute(stmt.on_conflict_do_update(index_elements=[TaskHistory.id], set_=update))
+
+
+async def record_tasks(session: AsyncSession, bodies: Sequence[Mapping[str, Any]]) -> None:
+    """Index Tasks that have not finished (just created, or found at start-up):
+    a row that exists already is left alone, since the later writer knows more."""
+    if not bodies:
+        return
+    rows = [_normalise_record(r) for r in await _task_records(session, bodies)]
+    for chunk in range(0, len(rows), 500):
+        stmt = pg_insert(TaskHistory).values(rows[chunk : chunk + 500])
+        await session.execute(stmt.on_conflict_do_nothing(index_elements=[TaskHistory.id]))
+
+
+async def record_phase(
+    session: AsyncSession,
+    uid: str,
+    phase: TaskPhase,
+    *,
+    started_at: datetime | None = None,
+    message: str = "",
+) -> None:
+    """A live Task's new phase; a row already final (archived) is not touched."""
+    values: dict[str, Any] = {"phase": phase, "message": message or None}
+    if started_at is not None:
+        values["started_at"] = started_at
+    await session.execute(
+        update(TaskHistory)
+        .where(TaskHistory.id == uuid.UUID(uid), TaskHistory.finished_at.is_(None))
+        .values(**values)
+    )
 
 
 RESULT_COLUMNS = frozenset(

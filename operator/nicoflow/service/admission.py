@@ -24,12 +24,12 @@ from nicoflow.api.task import TaskRunSpec
 from nicoflow.api.task_spec import TaskSpecPhase
 from nicoflow.domain.conflicts import Footprint, Queue, Reject, Waiting, admit
 from nicoflow.domain.targets import InventoryComponent, addressable, resolve_targets
+from nicoflow.domain.task_ids import task_id
 from nicoflow.domain.types import ConflictStrategy, OperationCode, TaskPhase
 from nicoflow.inventory.queries import load_for_targets
 from nicoflow.kube.resources import LABEL_RACK, TASKS, TASKSPECS, task_name
 from nicoflow.kube.retry import retrying
 from nicoflow.service.backend import Backend
-from nicoflow.service.task_ids import task_id
 
 Json = dict[str, Any]
 # racks per label selector: keeps the selector well under the apiserver's URL limits

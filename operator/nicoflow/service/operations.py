@@ -9,7 +9,7 @@ in the original, racks that cannot run are left out and the call fails only
 when no rack can; a rack the operator would reject for a conflict (or a full
 queue) is refused here, before any id is handed out
 (`nicoflow.service.admission`). Task ids are name-based (see
-`nicoflow.service.task_ids`)."""
+`nicoflow.domain.task_ids`)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import uuid
 from typing import Any
 
 from nicoflow.domain.targets import InventoryComponent, addressable, resolve_targets
+from nicoflow.domain.task_ids import task_id
 from nicoflow.domain.types import OperationCode
 from nicoflow.inventory.queries import load_for_targets, load_racks
 from nicoflow.kube.client import Conflict, Invalid
@@ -41,7 +42,6 @@ from nicoflow.service.operation_requests import (
     taskspec_body,
     taskspec_name,
 )
-from nicoflow.service.task_ids import task_id
 
 log = logging.getLogger(__name__)
 

@@ -55,6 +55,7 @@ from nicoflow.domain.conflicts import Footprint, conflict
 from nicoflow.domain.durations import parse_duration
 from nicoflow.domain.rules import describe_validation_error
 from nicoflow.domain.targets import addressable, resolve_targets
+from nicoflow.domain.task_ids import task_id
 from nicoflow.domain.types import ComponentType, ConflictStrategy, OperationCode
 from nicoflow.inventory.models import Rack
 from nicoflow.inventory.queries import load_for_targets, load_racks
@@ -78,7 +79,6 @@ from nicoflow.service.enums import component_type_number
 from nicoflow.service.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from nicoflow.service.lookups import components_for_refs, racks_for_refs
 from nicoflow.service.rules import object_name
-from nicoflow.service.task_ids import task_id
 from nicoflow.service.validation import Targets, page, parse_uuid, target_spec
 
 Json = dict[str, Any]

@@ -1,18 +1,21 @@
 """Task RPCs: ListTasks, GetTasksByIDs and CancelTask.
 
-Tasks are read from two places: live Task objects in the API's namespace and
-the `task_history` archive. A Task present in both (finished, archived, not yet
-deleted) is shown from the archive. Ids are the name-based ids of
-`nicoflow.service.task_ids`; Kubernetes UIDs are accepted too.
+Tasks are found in the task index, the `task_history` table: the operator
+records each Task when it creates it, when it starts and when it finishes.
+A row that has not finished is a live Task, read from its object by name for
+its current status; a finished row answers from the archive alone. Nothing
+lists Task objects, so a query costs the same with 10 or 10,000 of them. Ids
+are the name-based ids of `nicoflow.domain.task_ids` (indexed as api_id);
+Kubernetes UIDs are accepted too.
 
-ListTasks pages over the live Tasks first (newest first), then the archive
-(most recently finished first); the archive is paged in SQL."""
+ListTasks pages in SQL: unfinished Tasks newest first, then finished ones,
+most recently finished first."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,15 +24,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from nicoflow._proto.flow.v1 import flow_pb2 as pb
+from nicoflow.domain.task_ids import record_id
 from nicoflow.domain.types import ComponentType, TaskPhase
 from nicoflow.inventory.models import Component, Rack, TaskHistory
 from nicoflow.kube.client import NotFound as KubeNotFound
-from nicoflow.kube.resources import LABEL_RACK, RULES, TASKS, TASKSPECS
+from nicoflow.kube.resources import RULES, TASKS, TASKSPECS
 from nicoflow.kube.retry import retrying
 from nicoflow.service.backend import Backend
 from nicoflow.service.errors import FailedPrecondition, InvalidArgument, NotFound
 from nicoflow.service.rules import rule_id_of
-from nicoflow.service.task_ids import record_id, task_id
 from nicoflow.service.task_view import (
     ACTIVE,
     TaskRecord,
@@ -38,8 +41,6 @@ from nicoflow.service.task_view import (
     task_message,
 )
 from nicoflow.service.validation import MAX_PAGE, page, parse_uuid
-
-_SCAN_BATCH = 1000
 
 
 @dataclass(frozen=True)
@@ -50,24 +51,23 @@ class _ComponentKey:
     name: str
 
 
-async def _live(backend: Backend, label_selector: str | None = None) -> list[TaskRecord]:
-    items = await retrying(
-        lambda: backend.kube.list(TASKS, backend.namespace, label_selector=label_selector)
-    )
-    return [from_task_object(i) for i in items]
+async def _records(backend: Backend, rows: Sequence[TaskHistory]) -> list[TaskRecord]:
+    """Each row as the API shows it: a finished one from the archive, a live one
+    from its Task object (fetched by name, concurrently; a Task object gone
+    since shows as its row last had it)."""
 
-
-async def _archived_uids(session: AsyncSession, uids: Iterable[str]) -> set[str]:
-    wanted = []
-    for u in uids:
+    async def one(row: TaskHistory) -> TaskRecord:
+        if row.finished_at is not None:
+            return from_history(row)
         try:
-            wanted.append(uuid.UUID(u))
-        except ValueError:
-            continue
-    if not wanted:
-        return set()
-    rows = await session.scalars(select(TaskHistory.id).where(TaskHistory.id.in_(wanted)))
-    return {str(r) for r in rows}
+            body = await retrying(lambda: backend.kube.get(TASKS, row.name, row.namespace))
+        except KubeNotFound:
+            return from_history(row)
+        if str(body["metadata"].get("uid")) != str(row.id):
+            return from_history(row)  # the name was reused by a newer Task
+        return from_task_object(body)
+
+    return list(await asyncio.gather(*(one(r) for r in rows)))
 
 
 def assign_ids(records: Sequence[TaskRecord]) -> list[tuple[TaskRecord, uuid.UUID]]:
@@ -114,10 +114,16 @@ async def _descriptions(backend: Backend, records: Sequence[TaskRecord]) -> dict
 async def _rule_ids(backend: Backend, names: set[str]) -> dict[str, uuid.UUID]:
     """v1 ids of the OperationRules named (a deleted rule has none, as the
     original's applied_rule_id went NULL with its rule)."""
-    if not names:
-        return {}
-    rules = await retrying(lambda: backend.kube.list(RULES))
-    return {b["metadata"]["name"]: rule_id_of(b) for b in rules if b["metadata"]["name"] in names}
+
+    async def one(name: str) -> tuple[str, uuid.UUID | None]:
+        try:
+            body = await retrying(lambda: backend.kube.get(RULES, name))
+        except KubeNotFound:
+            return name, None
+        return name, rule_id_of(body)
+
+    found = await asyncio.gather(*(one(n) for n in sorted(names)))
+    return {name: rid for name, rid in found if rid is not None}
 
 
 async def _messages(
@@ -195,15 +201,6 @@ async def _component(session: AsyncSession, cid: uuid.UUID) -> _ComponentKey | N
     return _ComponentKey(row[0], row[1], ComponentType(row[2]), row[3])
 
 
-async def _rack_name(session: AsyncSession, rid: uuid.UUID) -> str | None:
-    name = await session.scalar(select(Rack.name).where(Rack.id == rid))
-    if name is None:  # purged: history still knows it
-        name = await session.scalar(
-            select(TaskHistory.rack_name).where(TaskHistory.rack_id == rid).limit(1)
-        )
-    return name
-
-
 async def list_tasks(backend: Backend, request: pb.ListTasksRequest) -> tuple[list[pb.Task], int]:
     rack_id = parse_uuid(request.rack_id, "rack_id") if request.HasField("rack_id") else None
     comp_id = (
@@ -213,146 +210,71 @@ async def list_tasks(backend: Backend, request: pb.ListTasksRequest) -> tuple[li
     )
     window = page(request.pagination if request.HasField("pagination") else None)
     async with backend.sessions() as session:
-        rack_name = await _rack_name(session, rack_id) if rack_id is not None else None
-        comp = await _component(session, comp_id) if comp_id is not None else None
-
-        live: list[TaskRecord] = []
-        if rack_id is None or rack_name is not None:
-            selector = f"{LABEL_RACK}={rack_name}" if rack_name else None
-            live = await _live(backend, selector)
-        if request.active_only:
-            live = [r for r in live if r.active]
-        if comp_id is not None:
-            live = [
-                r
-                for r in live
-                if comp is not None
-                and r.rack == comp.rack
-                and (comp.type.value, comp.name) in r.components
-            ]
-        archived = await _archived_uids(session, (r.uid for r in live))
-        live = [r for r in live if r.uid not in archived]
-        live.sort(key=lambda r: (-_created_key(r), r.name))
-
         conditions: list[ColumnElement[bool]] = [TaskHistory.namespace == backend.namespace]
         if rack_id is not None:
             conditions.append(TaskHistory.rack_id == rack_id)
         if request.active_only:
             conditions.append(TaskHistory.phase.in_(ACTIVE))
         if comp_id is not None:
+            comp = await _component(session, comp_id)
             # containment per type: served by the GIN index on components
             types = [comp.type] if comp is not None else list(ComponentType)
             conditions.append(
                 or_(*(TaskHistory.components.contains({t.value: [str(comp_id)]}) for t in types))
             )
-        archive_total = int(
+        total = int(
             await session.scalar(select(func.count()).select_from(TaskHistory).where(*conditions))
             or 0
         )
-        picked = live[window.offset : window.offset + window.limit]
-        remaining = window.limit - len(picked)
-        rows: list[TaskHistory] = []
-        if remaining > 0:
-            rows = list(
-                (
-                    await session.scalars(
-                        select(TaskHistory)
-                        .where(*conditions)
-                        .order_by(TaskHistory.finished_at.desc(), TaskHistory.id)
-                        .offset(max(0, window.offset - len(live)))
-                        .limit(remaining)
+        rows = list(
+            (
+                await session.scalars(
+                    select(TaskHistory)
+                    .where(*conditions)
+                    .order_by(
+                        TaskHistory.finished_at.desc().nulls_first(),
+                        TaskHistory.created_at.desc(),
+                        TaskHistory.name,
                     )
-                ).all()
-            )
-        records = picked + [from_history(r) for r in rows]
+                    .offset(window.offset)
+                    .limit(window.limit)
+                )
+            ).all()
+        )
+        records = await _records(backend, rows)
+        if request.active_only:  # finished since the row was written
+            records = [r for r in records if r.active]
         tasks = await _messages(backend, session, assign_ids(records), request.with_report)
-        return tasks, len(live) + archive_total
+        return tasks, total
 
 
 # --- lookups by id --------------------------------------------------------------------------
 
 
-async def _scan_archive(
-    session: AsyncSession, namespace: str, wanted: set[uuid.UUID]
-) -> dict[uuid.UUID, uuid.UUID]:
-    """Name-based id -> archive UID, newest first; stops once every id is found.
-
-    The archive is keyed by UID, so a name-based id is found by computing it
-    for archived rows (namespace, name), newest first."""
-    found: dict[uuid.UUID, uuid.UUID] = {}
-    if not wanted:
-        return found
-    stream = await session.stream(
-        select(TaskHistory.id, TaskHistory.name)
-        .where(TaskHistory.namespace == namespace)
-        .order_by(TaskHistory.finished_at.desc(), TaskHistory.id)
-        .execution_options(yield_per=_SCAN_BATCH)
-    )
-    async for uid, name in stream:
-        key = task_id(namespace, name)
-        if key in wanted and key not in found:
-            found[key] = uid
-            if len(found) == len(wanted):
-                break
-    await stream.close()
-    return found
-
-
 async def _locate(
     backend: Backend, session: AsyncSession, ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, TaskRecord]:
-    """The Task each id names (live, or archived when it is archived)."""
-    live = await _live(backend)
-    by_uid = {r.uid: r for r in live}
-    newest: dict[uuid.UUID, TaskRecord] = {}
-    for r in live:
-        key = task_id(r.namespace, r.name)
-        best = newest.get(key)
-        if best is None or _created_key(r) > _created_key(best):
-            newest[key] = r
-
-    picked: dict[uuid.UUID, TaskRecord] = {}
-    for i in ids:
-        hit = newest.get(i) or by_uid.get(str(i))
-        if hit is not None:
-            picked[i] = hit
-    # archived versions of live hits, and ids that may be archive UIDs
-    uids = {uuid.UUID(r.uid) for r in picked.values() if _is_uuid(r.uid)} | set(ids)
-    rows = {
-        r.id: r
-        for r in (await session.scalars(select(TaskHistory).where(TaskHistory.id.in_(uids)))).all()
-    }
-    out: dict[uuid.UUID, TaskRecord] = {}
-    for i in ids:
-        hit = picked.get(i)
-        if hit is not None:
-            row = rows.get(uuid.UUID(hit.uid)) if _is_uuid(hit.uid) else None
-            out[i] = from_history(row) if row is not None else hit
-        elif i in rows:
-            out[i] = from_history(rows[i])
-    missing = {i for i in ids if i not in out}
-    by_name = await _scan_archive(session, backend.namespace, missing)
-    if by_name:
-        extra = {
-            r.id: r
-            for r in (
-                await session.scalars(
-                    select(TaskHistory).where(TaskHistory.id.in_(set(by_name.values())))
-                )
-            ).all()
-        }
-        for api_id, uid in by_name.items():
-            if uid in extra:
-                out[api_id] = from_history(extra[uid])
-    return out
-
-
-def _is_uuid(text: str) -> bool:
-    try:
-        uuid.UUID(text)
-    except ValueError:
-        return False
-    return True
+    """The Task each id names: by API id (the newest Task of that name) or by
+    UID, one indexed query for all of them."""
+    rows = (
+        await session.scalars(
+            select(TaskHistory)
+            .where(
+                TaskHistory.namespace == backend.namespace,
+                or_(TaskHistory.api_id.in_(ids), TaskHistory.id.in_(ids)),
+            )
+            .order_by(TaskHistory.created_at.desc())
+        )
+    ).all()
+    by_uid = {r.id: r for r in rows}
+    newest: dict[uuid.UUID, TaskHistory] = {}
+    for r in rows:  # newest first: a reused name means its latest run
+        if r.api_id is not None:
+            newest.setdefault(r.api_id, r)
+    picked = {i: newest.get(i) or by_uid.get(i) for i in ids}
+    found = [r for r in picked.values() if r is not None]
+    records = dict(zip([r.id for r in found], await _records(backend, found), strict=True))
+    return {i: records[r.id] for i, r in picked.items() if r is not None}
 
 
 async def get_tasks(backend: Backend, request: pb.GetTasksByIDsRequest) -> list[pb.Task]:

@@ -31,6 +31,7 @@ from sqlalchemy import select
 
 from nicoflow._proto.flow.v1 import flow_pb2 as pb
 from nicoflow.domain.rules import RuleError, parse_rule_definition, rule_problems_for_operation
+from nicoflow.domain.task_ids import imported_name
 from nicoflow.domain.types import ComponentType, OperationCode, TaskPhase
 from nicoflow.inventory.models import Component, NVLDomain, Rack, TaskHistory
 from nicoflow.inventory.queries import archive_task
@@ -43,7 +44,6 @@ from nicoflow.service.enums import component_type_number
 from nicoflow.service.errors import NotFound, ServiceError
 from nicoflow.service.original_import.source import OriginalData, Row
 from nicoflow.service.rack_body import rack_request
-from nicoflow.service.task_ids import imported_name
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Task ids of the v1 API.
+"""Task ids of the v1 API (the API computes them; the task history indexes them).
 
 An operation RPC must answer with one task id per rack at once, but the
 operator creates the Tasks later, and Kubernetes assigns a UID only on
