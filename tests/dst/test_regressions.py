@@ -270,3 +270,15 @@ async def test_drawn_dpu_updates_cancelled_or_recovered_take_the_host_report_off
     report = await run_seed(seed)
     assert not report.error, report.error
     assert report.violations == [], report.explain()
+
+
+# Found by the same run: a random rule restarts the shelves without verifying
+# and then shuts them down; the shutdown went in during the restart's off phase
+# (which swallows it), the operator crashed, and the read after the restart
+# showed the shelves on: the shutdown went out twice. The engine now waits for
+# components to come to rest before a power command when the rule's previous
+# one to them was not verified.
+async def test_a_power_command_waits_for_an_unverified_earlier_one_to_settle() -> None:
+    report = await run_seed(301437)
+    assert not report.error, report.error
+    assert report.violations == [], report.explain()

@@ -440,7 +440,7 @@ async def test_import_from_the_original_database_twice(api: Api, original: str) 
     [obj] = [
         i
         for i in await api.kube.list(RACKS)
-        if i["metadata"]["labels"].get("flow.nico.io/rack-id") == str(ID["r1"])
+        if i["metadata"].get("labels", {}).get("flow.nico.io/rack-id") == str(ID["r1"])
     ]
     ref = obj["spec"]["credentialsSecretRef"]
     secret = await api.kube.get(SECRETS, ref["name"], ref["namespace"])
@@ -452,7 +452,7 @@ async def test_import_from_the_original_database_twice(api: Api, original: str) 
     [obj2] = [
         i
         for i in await api.kube.list(RACKS)
-        if i["metadata"]["labels"].get("flow.nico.io/rack-id") == str(ID["r2"])
+        if i["metadata"].get("labels", {}).get("flow.nico.io/rack-id") == str(ID["r2"])
     ]
     assert "credentialsSecretRef" not in obj2["spec"]  # its BMCs had different credentials
     state = await _state(api)

@@ -118,6 +118,12 @@ class StepStatus(_Status):
         max_length=MAX_COMPONENTS_PER_STEP,
         description="Core ids that finished the action in progress.",
     )
+    settled: list[CoreId] = Field(
+        default_factory=list,
+        max_length=MAX_COMPONENTS_PER_STEP,
+        description="Core ids seen at rest (not powering on or off) before the power command "
+        "in progress, when an earlier command of the Task may still have been under way.",
+    )
     finished_at: datetime | None = None
     intent: Intent | None = None
     error: str = Field("", max_length=MAX_ERROR)

@@ -88,6 +88,7 @@ class Call:
     key: str | None = None  # idempotency key of a state-changing call
     recovery: bool = False  # a read made to learn whether an earlier call landed
     release: bool = False  # ... after a restart: also undo what the interrupted call left
+    settle: bool = False  # a read before a power command: is an earlier one still under way?
     leftover: Leftover | None = None  # RELEASE: what to take away
 
     @property

@@ -44,6 +44,8 @@ _POWER_TARGET = {
 }
 # a reset shows up only as a transition; a settled state proves nothing
 _RESET_LANDED = {Observed.POWERING_ON, Observed.POWERING_OFF}
+# a power transition under way
+_MOVING = frozenset({Observed.POWERING_ON, Observed.POWERING_OFF})
 _FIRMWARE_ACTIVE = {Observed.QUEUED, Observed.IN_PROGRESS, Observed.VERIFYING}
 _FIRMWARE_DONE = {Observed.COMPLETED, Observed.FAILED}
 _BRING_UP_LANDED = {
@@ -182,6 +184,7 @@ def _reset_action(st: StepStatus, index: int) -> None:
     st.polls = 0
     st.issued = []
     st.done = []
+    st.settled = []
     st.intent = None
 
 
@@ -359,6 +362,10 @@ def _run(
         needed = [i for i in active if i not in st.issued]
         if not needed:
             return True
+        if name is ActionName.POWER_CONTROL and _may_be_moving(ctx, st):
+            moving = [i for i in needed if i not in st.settled]
+            if moving:
+                return _settle(ctx, st, moving, out)
         operation = effective_power_operation(action, ctx.plan.operation)
         _issue(ctx, st, action, needed, out, operation=operation)
         if action is ctx.rule.main_operation:
@@ -445,6 +452,37 @@ def _run(
     raise ValueError(f"action {name} is not supported by the engine")
 
 
+def _may_be_moving(ctx: StepContext, st: StepStatus) -> bool:
+    """Whether an earlier power command of this Task to these components may
+    still be under way: the rule sent one (an earlier stage or action) and did
+    not verify the power state after it. A command sent into a transition can
+    be swallowed by it (a shutdown during a restart's off phase), and a read
+    after a lost reply could not tell the two apart."""
+    moving = False
+    for rule_step in sorted(ctx.plan.rule.steps, key=lambda s: s.stage):
+        if rule_step.component_type is not st.component_type or rule_step.stage > ctx.stage:
+            continue
+        actions = actions_of(rule_step)
+        if rule_step.stage == ctx.stage:
+            actions = actions[: st.action]
+        for action in actions:
+            if action.name is ActionName.POWER_CONTROL:
+                moving = True
+            elif action.name is ActionName.VERIFY_POWER_STATUS:
+                moving = False
+    return moving
+
+
+def _settle(ctx: StepContext, st: StepStatus, ids: list[str], out: StepOutput) -> bool:
+    """Read the power state until the components are at rest."""
+    if st.next_at is None and st.polls > 0:
+        return False  # read in flight
+    out.calls.append(_call(ctx, CallKind.POWER_STATUS, ids, settle=True))
+    st.polls += 1
+    st.next_at = None
+    return False
+
+
 def _poll(
     ctx: StepContext,
     st: StepStatus,
@@ -504,6 +542,16 @@ def _apply(
         out.releases.extend(_leftovers(outcome, call.ids))
     if call.recovery:
         _apply_recovery(ctx, st, outcome, out)
+        return
+    if call.settle:
+        for cid in call.ids:
+            state = outcome.of(cid).state
+            if not outcome.error and state not in _MOVING and cid not in st.settled:
+                st.settled.append(cid)
+        st.polls = 0
+        if any(cid not in st.settled for cid in call.ids):
+            st.next_at = ctx.now + timedelta(seconds=CONFIRM_POLL)
+        out.persist = True
         return
     if call.kind.mutating:
         _apply_mutation(ctx, st, action, outcome, out)
