@@ -271,7 +271,18 @@ class NicoLegacyComputeManager(ComputeManagerBase):
                     "sub-targets %s are not honoured",
                     ", ".join(s for s in info.sub_targets if s.strip().lower() != "dpu"),
                 )
-            parts.append(await self._tray_firmware(ids, info))
+            try:
+                parts.append(await self._tray_firmware(ids, info))
+            except (CoreError, ManagerError) as exc:
+                if not sub.dpu:
+                    raise
+                # per host, so the DPU part's outcome (and the report it left) is kept
+                failed = (
+                    Outcome.from_error(exc, "host firmware: ")
+                    if isinstance(exc, CoreError)
+                    else Outcome.failure(f"host firmware: {exc}")
+                )
+                parts.append(dict.fromkeys(ids, failed))
         return merge(*parts)
 
     async def _tray_firmware(
