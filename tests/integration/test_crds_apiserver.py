@@ -284,9 +284,20 @@ def test_valid_object_is_stored_as_sent(
     control_plane: ControlPlane, namespace: str, kind: str, spec: Callable[[], Obj]
 ) -> None:
     body = obj(kind, f"valid-{namespace}", spec(), namespace)
-    stored = json.loads(create(control_plane, body).stdout)
-    assert contains(stored["spec"], body["spec"])  # kept as sent, defaults added around it
-    MODELS[kind].model_validate(stored["spec"])  # and the operator reads what was stored
+    try:
+        stored = json.loads(create(control_plane, body).stdout)
+        assert contains(stored["spec"], body["spec"])  # kept as sent, defaults added around it
+        MODELS[kind].model_validate(stored["spec"])  # and the operator reads what was stored
+    finally:
+        _forget_cluster_object(control_plane, body)
+
+
+def _forget_cluster_object(cp: ControlPlane, body: Obj) -> None:
+    """Namespaces go with their test; a cluster-wide object (a default rule
+    above all) would steer every later test's operator."""
+    if body["kind"] in CLUSTER_KINDS:
+        kind = f"{body['kind'].lower()}s.flow.nico.io"
+        cp.kubectl("delete", kind, body["metadata"]["name"], "--ignore-not-found", check=False)
 
 
 @pytest.mark.parametrize(
@@ -296,8 +307,11 @@ def test_example_is_accepted(control_plane: ControlPlane, namespace: str, doc: O
     body = copy.deepcopy(doc)
     if body["kind"] not in CLUSTER_KINDS:
         body["metadata"]["namespace"] = namespace
-    result = control_plane.kubectl("apply", "-f", "-", input=json.dumps(body))
-    assert "flow.nico.io" in result.stdout
+    try:
+        result = control_plane.kubectl("apply", "-f", "-", input=json.dumps(body))
+        assert "flow.nico.io" in result.stdout
+    finally:
+        _forget_cluster_object(control_plane, body)
 
 
 def test_every_builtin_rule_is_a_valid_operation_rule(
@@ -310,8 +324,12 @@ def test_every_builtin_rule_is_a_valid_operation_rule(
     control_plane.kubectl(
         "create", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
     )
-    listed = control_plane.kubectl("get", "oprule", "-o", "name").stdout.split()
-    assert {f"operationrule.flow.nico.io/{i['metadata']['name']}" for i in items} <= set(listed)
+    try:
+        listed = control_plane.kubectl("get", "oprule", "-o", "name").stdout.split()
+        assert {f"operationrule.flow.nico.io/{i['metadata']['name']}" for i in items} <= set(listed)
+    finally:
+        for item in items:
+            _forget_cluster_object(control_plane, item)
 
 
 # -- invalid objects ---------------------------------------------------------------------
