@@ -209,12 +209,12 @@ def test_after_a_crash_a_new_identity_waits_out_the_lease_the_same_one_does_not(
     assert before["leaseDurationSeconds"] == 20
 
     gamma.kill()
-    killed_at = time.monotonic()
     # the same identity again (a container restarted in its Pod), and a rival
     again = site.start("gamma", lease_seconds=20)
     rival = site.start("delta", lease_seconds=20)
     again_log = wait_log(again, "resumed leadership")
-    assert time.monotonic() - killed_at < 20
+    # from its own log, not the wall clock (two interpreters starting at once
+    # on a busy machine take seconds): it did not wait out its Lease
     resumed = election_took(again_log, "resumed leadership")
     assert resumed < 2, "the same identity waited for its own Lease"
     after = site.lease()
