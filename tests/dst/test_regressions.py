@@ -263,9 +263,10 @@ async def test_a_lost_reply_of_a_hosts_dpu_reboot_does_not_arm_its_firmware_wind
 # Found by a 20,000-seed `make dst` run; kept as drawn (the scenario each seed
 # draws today): a Task cancelled, or crashed and recovered, while its hosts'
 # DPUs were reprovisioned left their update report on (tenants kept off); so
-# did a DPU start followed by a failed host-firmware read (309744, 310376).
-@pytest.mark.parametrize("seed", [202369, 208483, 209197, 309744, 310376])
-async def test_drawn_dpu_updates_cancelled_or_recovered_take_the_host_report_off(
+# did a DPU start followed by a failed host-firmware read (309744, 310376), and
+# a Task cancelled before it learnt what a legacy power command left (409722).
+@pytest.mark.parametrize("seed", [202369, 208483, 209197, 309744, 310376, 409722])
+async def test_drawn_runs_cancelled_or_recovered_take_what_they_left_off(
     seed: int,
 ) -> None:
     report = await run_seed(seed)

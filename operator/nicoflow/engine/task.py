@@ -13,13 +13,14 @@ from datetime import datetime, timedelta
 
 from nicoflow.api.taskstatus import (
     Condition,
+    Intent,
     ItemPhase,
     Release,
     StageStatus,
     StepStatus,
     TaskStatus,
 )
-from nicoflow.domain.types import ComponentType, TaskPhase
+from nicoflow.domain.types import ComponentType, Leftover, TaskPhase
 from nicoflow.engine import steps
 from nicoflow.engine.plan import Call, CallKind, Event, Observed, Outcome, Plan
 
@@ -90,7 +91,7 @@ def _advance(
             return
     if plan.cancel:
         releases.extend(_absorb(plan, st, outcomes, now))
-        _cancel(plan, st, now, d)
+        releases.extend(_cancel(plan, st, now, d))
         return
     while True:
         stage = next((s for s in st.stages if not s.phase.finished), None)
@@ -329,13 +330,18 @@ def _absorb(plan: Plan, st: TaskStatus, outcomes: list[Outcome], now: datetime) 
     return releases
 
 
-def _cancel(plan: Plan, st: TaskStatus, now: datetime, d: Decision) -> None:
+def _cancel(plan: Plan, st: TaskStatus, now: datetime, d: Decision) -> list[Release]:
+    """Cancel what is left; what a command whose outcome was never learnt may
+    have left in Core is taken away (removing what is absent is harmless)."""
     # archived steps' commanded components are already listed in st.commanded
     commanded: list[str] = list(st.commanded)
+    releases: list[Release] = []
     for stage in st.stages:
         for step in stage.steps:
             commanded.extend(c.name or c.id for c in step.components if c.commanded)
             if not step.phase.finished:
+                if step.intent is not None:
+                    releases.extend(_possible_leftovers(plan, step.component_type, step.intent))
                 step.phase = ItemPhase.CANCELLED
                 step.intent = None
         if not stage.phase.finished:
@@ -351,6 +357,24 @@ def _cancel(plan: Plan, st: TaskStatus, now: datetime, d: Decision) -> None:
     set_condition(st, "Failed", "True", "Cancelled", st.message, now)
     d.persist = True
     d.events.append(Event("Normal", "Cancelled", st.message))
+    return releases
+
+
+def _possible_leftovers(plan: Plan, ctype: ComponentType, intent: Intent) -> list[Release]:
+    """What the intent's command may have left on its components: the legacy
+    manager's maintenance override (power), a host's update report (DPUs)."""
+    if ctype is not ComponentType.COMPUTE:
+        return []
+    kind = None
+    if intent.action.startswith(CallKind.POWER_CONTROL.value):
+        kind = Leftover.POWER_OVERRIDE
+    elif intent.action.startswith(CallKind.FIRMWARE_CONTROL.value) and any(
+        s.strip().lower() == "dpu" for s in plan.options.sub_targets
+    ):
+        kind = Leftover.HOST_UPDATE
+    if kind is None:
+        return []
+    return [Release(id=cid, leftover=kind) for cid in intent.component_ids]
 
 
 def set_condition(
