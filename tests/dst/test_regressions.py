@@ -284,3 +284,12 @@ async def test_a_power_command_waits_for_an_unverified_earlier_one_to_settle() -
     report = await run_seed(301437)
     assert not report.error, report.error
     assert report.violations == [], report.explain()
+
+
+# Found by the final run: one tray's power command lost its reply, another's
+# failed for good; failing the second dropped the first's unresolved command,
+# and it went out again at once under the same key (seed 416801).
+async def test_failing_one_component_keeps_anothers_unresolved_command_unresolved() -> None:
+    report = await run_seed(416801)
+    assert not report.error, report.error
+    assert report.violations == [], report.explain()

@@ -237,7 +237,14 @@ def _fail(st: StepStatus, ids: list[str], error: str, out: StepOutput) -> None:
         comp = _component(st, cid)
         comp.phase = ItemPhase.FAILED
         comp.error = error[:512]
-    st.intent = None
+    if st.intent is not None:
+        # the components of an unresolved command that did not fail still
+        # wait for Core's state: dropping the intent would send it again
+        left = [c for c in st.intent.component_ids if c not in ids]
+        if left:
+            st.intent.component_ids = left
+        else:
+            st.intent = None
     out.persist = True
 
 
