@@ -68,14 +68,17 @@ def test_restart_succeeds_with_every_core_rpc_failing_a_fifth_of_the_time(env: E
         assert env.power_states(rack) == {"on"}, rack
 
 
-@pytest.mark.timeout(600)
+# Each retry of the built-in rule gets the step's whole budget (the "gates
+# that hold" issue): with a fifth of all calls refused, the broken tray's rack
+# can take several verification rounds before it fails.
+@pytest.mark.timeout(1800)
 def test_a_component_that_always_fails_fails_only_its_rack(env: Env) -> None:
     good, bad = env.racks[:3], env.racks[3]
     broken = env.components(bad, "compute")[4]
     start = env.last_seq()
     flaky(env, seed=6, failing=[broken["id"]])
     try:
-        ts = env.run("flaky-broken", "restart", [*good, bad], timeout=540)
+        ts = env.run("flaky-broken", "restart", [*good, bad], timeout=1700)
     finally:
         env.control.replace_faults({})
     tasks = {
