@@ -252,7 +252,7 @@ async def test_power_on_then_task_list_get_watch_cancel(api: Api, tmp_path: Path
 
     # stand in for the operator: the Task it would create, half way through
     body = _task_body(api, ts["metadata"]["name"], rack)
-    await api.kube.create(TASKS, body, api.namespace)
+    await api.create_task(body)  # as the operator does: created and indexed
     name = body["metadata"]["name"]
     await api.kube.patch_status(TASKS, name, _status("Running", "Running"), api.namespace)
 
