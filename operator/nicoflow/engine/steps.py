@@ -42,10 +42,10 @@ _POWER_TARGET = {
     OperationCode.POWER_OFF: {Observed.OFF, Observed.POWERING_OFF},
     OperationCode.FORCE_POWER_OFF: {Observed.OFF, Observed.POWERING_OFF},
 }
-# a reset shows up only as a transition; a settled state proves nothing
-_RESET_LANDED = {Observed.POWERING_ON, Observed.POWERING_OFF}
 # a power transition under way
 _MOVING = frozenset({Observed.POWERING_ON, Observed.POWERING_OFF})
+# a reset shows up only as a transition; a settled state proves nothing
+_RESET_LANDED = _MOVING
 _FIRMWARE_ACTIVE = {Observed.QUEUED, Observed.IN_PROGRESS, Observed.VERIFYING}
 _FIRMWARE_DONE = {Observed.COMPLETED, Observed.FAILED}
 _BRING_UP_LANDED = {

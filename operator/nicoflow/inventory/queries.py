@@ -365,12 +365,10 @@ def _task_record(
     if report is None and status.get("stages"):
         report = {"stages": status["stages"], "commanded": status.get("commanded") or []}
     now = datetime.now(UTC)
-    namespace, name = str(meta.get("namespace")), str(meta.get("name"))
     return {
         "id": meta.get("uid"),
-        "api_id": record_id(namespace, name, str(meta.get("uid"))),
-        "name": name,
-        "namespace": namespace,
+        "name": meta.get("name"),
+        "namespace": meta.get("namespace"),
         "task_spec_name": spec.get("taskSpecName"),
         "requested_by": spec.get("requestedBy"),
         "rack_id": rack_ids.get(str(rack_name)),
@@ -426,8 +424,8 @@ async def archive_task(session: AsyncSession, record: Mapping[str, Any]) -> None
         (record,) = await _task_records(session, [record])
     row = _normalise_record(record)
     stmt = pg_insert(TaskHistory).values(**row)
-    update = {k: stmt.excluded[k] for k in row if k != "id"}
-    await session.execute(stmt.on_conflict_do_update(index_elements=[TaskHistory.id], set_=update))
+    changes = {k: stmt.excluded[k] for k in row if k != "id"}
+    await session.execute(stmt.on_conflict_do_update(index_elements=[TaskHistory.id], set_=changes))
 
 
 async def record_tasks(session: AsyncSession, bodies: Sequence[Mapping[str, Any]]) -> None:
