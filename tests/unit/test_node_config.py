@@ -98,6 +98,13 @@ COMMIT
 -A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-FIREWALL
 -A KUBE-FIREWALL ! -s 127.0.0.0/8 -d 127.0.0.0/8 -j DROP
 COMMIT
+*nat
+:POSTROUTING ACCEPT [0:0]
+:CNI-18063a5c4a8a - [0:0]
+-A POSTROUTING -s 10.88.0.5 -m comment --comment "name: \\"nf\\" id: \\"ab12\\"" -j CNI-18063a5c4a8a
+-A POSTROUTING -m comment --comment "mentions KUBE- only in a comment" -j MASQUERADE
+-A CNI-18063a5c4a8a -d 10.88.0.0/16 -j ACCEPT
+COMMIT
 """
 
 
@@ -107,9 +114,12 @@ def test_kube_rules_finds_the_jumps_and_chains_and_nothing_else() -> None:
         ("filter", ["INPUT", "-j", "KUBE-FIREWALL"]),
         ("filter", ["OUTPUT", "-m", "comment", "--comment", "kubernetes service portals",
                     "-j", "KUBE-FIREWALL"]),
+        ("nat", ["POSTROUTING", "-s", "10.88.0.5", "-m", "comment", "--comment",
+                 'name: "nf" id: "ab12"', "-j", "CNI-18063a5c4a8a"]),
     ]  # fmt: skip
     assert chains == [
         ("mangle", "KUBE-IPTABLES-HINT"),
         ("mangle", "KUBE-KUBELET-CANARY"),
         ("filter", "KUBE-FIREWALL"),
+        ("nat", "CNI-18063a5c4a8a"),
     ]

@@ -119,9 +119,19 @@ def remove_bridge() -> None:
     subprocess.run(["ip", "link", "delete", BRIDGE], capture_output=True)
 
 
+# Chains the node's components make: the kubelet's and kube-proxy's KUBE-*,
+# and the CNI bridge plugin's per-Pod masquerade chains CNI-*, which stay
+# behind when a Pod's sandbox goes without a CNI DEL (containerd stopped first).
+CHAIN_PREFIXES = ("KUBE-", "CNI-")
+
+
+def _ours(name: str) -> bool:
+    return name.startswith(CHAIN_PREFIXES)
+
+
 def remove_kube_chains() -> None:
-    """Drop the KUBE-* chains (and the jumps to them) that the kubelet and
-    kube-proxy leave behind; `kube-proxy --cleanup` removes only its own."""
+    """Drop the KUBE-* and CNI-* chains (and the jumps to them) that the node
+    leaves behind; `kube-proxy --cleanup` removes only its own."""
     for tool in ("iptables", "ip6tables"):
         dump = subprocess.run([f"{tool}-save"], capture_output=True, text=True).stdout
         jumps, chains = kube_rules(dump)
@@ -134,18 +144,19 @@ def remove_kube_chains() -> None:
 
 def kube_rules(dump: str) -> tuple[list[tuple[str, list[str]]], list[tuple[str, str]]]:
     """From iptables-save output: (table, rule) of the built-in chains' rules
-    that lead to KUBE-* chains, and (table, chain) of the KUBE-* chains."""
+    that lead to the node's chains, and (table, chain) of those chains."""
     table = ""
     jumps: list[tuple[str, list[str]]] = []
     chains: list[tuple[str, str]] = []
     for line in dump.splitlines():
         if line.startswith("*"):
             table = line[1:]
-        elif line.startswith(":KUBE-"):
+        elif line.startswith(":") and _ours(line[1:]):
             chains.append((table, line[1:].split()[0]))
-        elif line.startswith("-A ") and "KUBE-" in line:
+        elif line.startswith("-A "):
             args = shlex.split(line)
-            if not args[1].startswith("KUBE-"):
+            target = args[args.index("-j") + 1] if "-j" in args[:-1] else ""
+            if not _ours(args[1]) and _ours(target):
                 jumps.append((table, args[1:]))
     return jumps, chains
 
