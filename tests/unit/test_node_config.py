@@ -100,10 +100,14 @@ COMMIT
 COMMIT
 *nat
 :POSTROUTING ACCEPT [0:0]
-:CNI-18063a5c4a8a - [0:0]
--A POSTROUTING -s 10.88.0.5 -m comment --comment "name: \\"nf\\" id: \\"ab12\\"" -j CNI-18063a5c4a8a
+:CNI-1806a5 - [0:0]
+:CNI-0rphan - [0:0]
+:CNI-podman1 - [0:0]
+-A POSTROUTING -s 10.88.0.5 -m comment --comment "name: \\"nico-flow\\" id: \\"a\\"" -j CNI-1806a5
 -A POSTROUTING -m comment --comment "mentions KUBE- only in a comment" -j MASQUERADE
--A CNI-18063a5c4a8a -d 10.88.0.0/16 -j ACCEPT
+-A CNI-1806a5 -d 10.88.0.0/16 -j ACCEPT
+-A POSTROUTING -s 10.89.0.2 -m comment --comment "name: \\"podman\\" id: \\"cd\\"" -j CNI-podman1
+-A CNI-podman1 -d 10.89.0.0/16 -j ACCEPT
 COMMIT
 """
 
@@ -115,11 +119,12 @@ def test_kube_rules_finds_the_jumps_and_chains_and_nothing_else() -> None:
         ("filter", ["OUTPUT", "-m", "comment", "--comment", "kubernetes service portals",
                     "-j", "KUBE-FIREWALL"]),
         ("nat", ["POSTROUTING", "-s", "10.88.0.5", "-m", "comment", "--comment",
-                 'name: "nf" id: "ab12"', "-j", "CNI-18063a5c4a8a"]),
+                 'name: "nico-flow" id: "a"', "-j", "CNI-1806a5"]),
     ]  # fmt: skip
     assert chains == [
         ("mangle", "KUBE-IPTABLES-HINT"),
         ("mangle", "KUBE-KUBELET-CANARY"),
         ("filter", "KUBE-FIREWALL"),
-        ("nat", "CNI-18063a5c4a8a"),
-    ]
+        ("nat", "CNI-1806a5"),
+        ("nat", "CNI-0rphan"),
+    ]  # podman's chain and the jump to it stay

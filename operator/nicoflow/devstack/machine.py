@@ -119,19 +119,16 @@ def remove_bridge() -> None:
     subprocess.run(["ip", "link", "delete", BRIDGE], capture_output=True)
 
 
-# Chains the node's components make: the kubelet's and kube-proxy's KUBE-*,
-# and the CNI bridge plugin's per-Pod masquerade chains CNI-*, which stay
-# behind when a Pod's sandbox goes without a CNI DEL (containerd stopped first).
-CHAIN_PREFIXES = ("KUBE-", "CNI-")
-
-
-def _ours(name: str) -> bool:
-    return name.startswith(CHAIN_PREFIXES)
+# The CNI network of the node (node_config's conflist names it): the bridge
+# plugin tags its per-Pod masquerade rules with it.
+CNI_NETWORK = "nico-flow"
 
 
 def remove_kube_chains() -> None:
-    """Drop the KUBE-* and CNI-* chains (and the jumps to them) that the node
-    leaves behind; `kube-proxy --cleanup` removes only its own."""
+    """Drop the node's chains and the jumps to them: the kubelet's and
+    kube-proxy's KUBE-*, and the CNI bridge plugin's per-Pod CNI-* chains,
+    which stay behind when a sandbox goes without a CNI DEL. `kube-proxy
+    --cleanup` removes only its own."""
     for tool in ("iptables", "ip6tables"):
         dump = subprocess.run([f"{tool}-save"], capture_output=True, text=True).stdout
         jumps, chains = kube_rules(dump)
@@ -144,20 +141,40 @@ def remove_kube_chains() -> None:
 
 def kube_rules(dump: str) -> tuple[list[tuple[str, list[str]]], list[tuple[str, str]]]:
     """From iptables-save output: (table, rule) of the built-in chains' rules
-    that lead to the node's chains, and (table, chain) of those chains."""
+    that lead to the node's chains, and (table, chain) of those chains.
+
+    Every KUBE-* chain is the node's. A CNI-* chain is when a rule in it or a
+    jump to it names our CNI network, or when it is empty and nothing jumps to
+    it (inert, whoever left it); other CNI users' chains (podman's) stay."""
+    tag = f'name: "{CNI_NETWORK}"'
     table = ""
-    jumps: list[tuple[str, list[str]]] = []
-    chains: list[tuple[str, str]] = []
+    declared: list[tuple[str, str]] = []
+    # (table, chain) -> whether a line touching it names our network
+    touched: dict[tuple[str, str], bool] = {}
+    rules: list[tuple[str, list[str]]] = []
     for line in dump.splitlines():
         if line.startswith("*"):
             table = line[1:]
-        elif line.startswith(":") and _ours(line[1:]):
-            chains.append((table, line[1:].split()[0]))
+        elif line.startswith(":"):
+            name = line[1:].split()[0]
+            if name.startswith(("KUBE-", "CNI-")):
+                declared.append((table, name))
         elif line.startswith("-A "):
             args = shlex.split(line)
+            rules.append((table, args[1:]))
             target = args[args.index("-j") + 1] if "-j" in args[:-1] else ""
-            if not _ours(args[1]) and _ours(target):
-                jumps.append((table, args[1:]))
+            ours = any(tag in arg for arg in args)
+            for chain in (args[1], target):
+                if chain.startswith("CNI-"):
+                    key = (table, chain)
+                    touched[key] = touched.get(key, False) or ours
+    chains = [(t, c) for t, c in declared if c.startswith("KUBE-") or touched.get((t, c), True)]
+    owned = set(chains)
+    jumps = []
+    for t, rule in rules:
+        target = rule[rule.index("-j") + 1] if "-j" in rule[:-1] else ""
+        if (t, rule[0]) not in owned and (t, target) in owned:
+            jumps.append((t, rule))
     return jumps, chains
 
 
