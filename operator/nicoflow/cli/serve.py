@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from nicoflow.service.server import FlowServer
 
 
 @click.command("serve")
@@ -66,6 +70,17 @@ import click
     help="Send trace spans over OTLP/gRPC, e.g. http://collector:4317 "
     "(default: $OTEL_EXPORTER_OTLP_ENDPOINT; unset: no tracing).",
 )
+@click.option(
+    "--workers",
+    envvar="FLOW_API_WORKERS",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="API processes sharing the port (SO_REUSEPORT); one process uses one core. "
+    "Metrics are summed across them.",
+)
+@click.option("--reuse-port", is_flag=True, hidden=True, help="Set by --workers in each worker.")
+@click.option("--metrics-host", hidden=True, help="Set by --workers in each worker.")
 def serve(
     listen_port: int,
     host: str,
@@ -81,6 +96,9 @@ def serve(
     metrics_port: int | None,
     taskspec_ttl: int,
     otlp_endpoint: str | None,
+    workers: int,
+    reuse_port: bool,
+    metrics_host: str | None,
 ) -> None:
     """Serve the Flow gRPC API.
 
@@ -91,7 +109,8 @@ def serve(
     FLOW_ENV=development (the default); staging and production refuse to start.
 
     Prints one JSON line when ready: {"event": "ready", "grpc": "HOST:PORT",
-    "metrics": "HOST:PORT" or null, ...}.
+    "metrics": "HOST:PORT" or null, ...}; with --workers above 1 it also names
+    each worker's pid.
     """
     import os
 
@@ -117,12 +136,64 @@ def serve(
         database_url=database_url,
         metrics_port=metrics_port,
         taskspec_ttl=taskspec_ttl,
+        reuse_port=reuse_port,
+        metrics_host=metrics_host,
     )
-    tracing.configure(tracing.API_SERVICE, otlp_endpoint, os.environ)
     try:
-        server = FlowServer(options)
+        server = FlowServer(options)  # refuses unsafe configurations before any worker starts
+        if workers > 1:
+            sys.exit(_run_workers(server, workers, otlp_endpoint))
+        tracing.configure(tracing.API_SERVICE, otlp_endpoint, os.environ)
         asyncio.run(serve_until_signalled(server, sys.stdout))
     except (ServeConfigError, DatabaseConfigError, KubeConfigError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
         tracing.shutdown()
+
+
+def _run_workers(server: FlowServer, count: int, otlp_endpoint: str | None) -> int:
+    """This process supervises; each worker is `flow serve` with the same
+    options on the same port."""
+    from nicoflow.service import workers
+
+    o = server.options
+    reserved = workers.reserve_port(o.host, o.port)
+    port = reserved.getsockname()[1]
+    args = ["--host", o.host, "--listen-port", str(port), "--namespace", o.namespace]
+    args += ["--taskspec-ttl", str(o.taskspec_ttl), "--reuse-port"]
+    for flag, value in (
+        ("--ca-cert", o.ca_cert),
+        ("--tls-cert", o.tls_cert),
+        ("--tls-key", o.tls_key),
+        ("--roles", o.roles_file),
+        ("--otlp-endpoint", otlp_endpoint),
+    ):
+        if value:
+            args += [flag, value]
+    args += ["--dev-mode"] if o.dev_mode else []
+    args += ["--insecure"] if o.insecure else []
+    if o.metrics_port is not None:
+        # each worker's own endpoint on loopback; this process serves the sum
+        args += ["--metrics-port", "0", "--metrics-host", "127.0.0.1"]
+    env = dict(server.env)
+    # secrets through the environment: a command line is readable by anyone on the node
+    if o.database_url:
+        env["DATABASE_URL"] = o.database_url
+    if o.kubeconfig:
+        env["KUBECONFIG"] = o.kubeconfig
+    plan = workers.WorkerPlan(
+        argv=workers.worker_argv(args),
+        env=env,
+        host=o.host,
+        port=port,
+        metrics_port=o.metrics_port,
+        count=count,
+    )
+    host = f"[{o.host}]" if ":" in o.host else o.host
+    base = {
+        "event": "ready",
+        "grpc": f"{host}:{port}",
+        "tls": server.security.tls is not None,
+        "dev_mode": o.dev_mode,
+    }
+    return asyncio.run(workers.run(plan, base, sys.stdout, reserved))

@@ -66,6 +66,10 @@ class ServeOptions:
     metrics_port: int | None = None  # None: no metrics endpoint
     # finished TaskSpecs the API made are deleted this long after (0: kept)
     taskspec_ttl: int = DEFAULT_TASKSPEC_TTL
+    # one of several processes on this port (nicoflow.service.workers); alone,
+    # a port someone else holds is an error, not a silent share
+    reuse_port: bool = False
+    metrics_host: str | None = None  # default: `host`
 
 
 class FlowServer:
@@ -99,8 +103,13 @@ class FlowServer:
         return f"{self._host}:{self.port}"
 
     @property
+    def _metrics_host(self) -> str:
+        host = self.options.metrics_host or self.options.host
+        return f"[{host}]" if ":" in host else host
+
+    @property
     def metrics_address(self) -> str | None:
-        return None if self.metrics_port is None else f"{self._host}:{self.metrics_port}"
+        return None if self.metrics_port is None else f"{self._metrics_host}:{self.metrics_port}"
 
     def _credentials(self) -> Any:
         tls = self.security.tls
@@ -122,7 +131,10 @@ class FlowServer:
         if self.options.metrics_port is not None:
             self.metrics = ApiMetrics()
         interceptor = RpcInterceptor(self.metrics, self.security.authorizer, SERVICE)
-        server = grpc.aio.server(interceptors=[interceptor], options=_OPTIONS)
+        server = grpc.aio.server(
+            interceptors=[interceptor],
+            options=[*_OPTIONS, ("grpc.so_reuseport", int(self.options.reuse_port))],
+        )
         server.add_generic_rpc_handlers((generic_handler(FlowApi(self.backend, self.env)),))
         self._health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
@@ -131,17 +143,25 @@ class FlowServer:
                 [SERVICE, HEALTH_SERVICE, reflection.SERVICE_NAME], server
             )
         bind = f"{self._host}:{self.options.port}"
-        if self.security.tls is not None:
-            port = server.add_secure_port(bind, self._credentials())
-        else:
-            port = server.add_insecure_port(bind)
+        try:
+            if self.security.tls is not None:
+                port = server.add_secure_port(bind, self._credentials())
+            else:
+                port = server.add_insecure_port(bind)
+        except RuntimeError:  # grpc's "Failed to bind"; the cause is on stderr
+            port = 0
         if not port:
             await self.backend.close()
-            raise OSError(f"cannot listen on {bind}")
+            raise OSError(
+                f"cannot listen on {bind}: the port is in use or the address is not "
+                "this machine's; choose another with --host/--listen-port"
+            )
         self.port = port
         if self.metrics is not None and self.options.metrics_port is not None:
             try:
-                self.metrics_port = self.metrics.serve(self.options.host, self.options.metrics_port)
+                self.metrics_port = self.metrics.serve(
+                    self.options.metrics_host or self.options.host, self.options.metrics_port
+                )
             except OSError:
                 await self.backend.close()
                 raise

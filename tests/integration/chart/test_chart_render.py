@@ -423,6 +423,7 @@ def test_leader_election_timings_must_leave_room(helm: Helm, timing: tuple[str, 
         "operator.history.maxAgeDays=-1",
         "operator.history.bogus=1",
         "api.taskSpecTTLSeconds=-5",
+        "api.workers=0",
     ],
 )
 def test_schema_rejects_bad_values(helm: Helm, bad: str) -> None:
@@ -435,6 +436,7 @@ def test_retention_values_reach_the_processes(helm: Helm) -> None:
     docs = helm.render(
         extra=(
             "--set=api.taskSpecTTLSeconds=3600",
+            "--set=api.workers=3",
             "--set=operator.history.maxAgeDays=30",
             "--set=operator.history.maxTasks=0",
         )
@@ -445,3 +447,4 @@ def test_retention_values_reach_the_processes(helm: Helm) -> None:
     assert "--history-prune-interval=3600" in operator["args"]
     (api,) = one(docs, "Deployment", "api")["spec"]["template"]["spec"]["containers"]
     assert "--taskspec-ttl=3600" in api["args"]
+    assert "--workers=3" in api["args"]
