@@ -55,6 +55,7 @@ def run_api_scenarios(
     try:
         if "S3" in only:
             out.append(_guard("S3-api", lambda: _s3(stack, target, namespace, args)))
+            out.append(_guard("S3-workers", lambda: _s3_workers(stack, target, namespace, args)))
         if "S4" in only:
             n = min(args.api_racks, len(stack.rack_bodies))
             out.append(_guard("S4-inventory-import-grpc", lambda: _s4(stack, target, n)))
@@ -115,6 +116,55 @@ def _s3(stack: BenchStack, target: str, namespace: str, args: argparse.Namespace
         "note": "latencies in ms; the Python load generator shares the 2 cores with the server. "
         "ListTasks reads live Tasks from the apiserver (label selector on the rack) and "
         "archived ones from PostgreSQL; its direct-SQL twin is the archive query only.",
+    }
+
+
+def _serial_picks(stack: BenchStack, n: int) -> list[tuple[str, str]]:
+    with psycopg.connect(_psycopg_url(stack.database_url)) as conn:
+        serials = conn.execute(
+            "SELECT manufacturer, serial_number FROM component WHERE deleted_at IS NULL"
+        ).fetchall()
+    rng = random.Random(11)
+    return [tuple(rng.choice(serials)) for _ in range(n)]
+
+
+def _s3_workers(
+    stack: BenchStack, target: str, namespace: str, args: argparse.Namespace
+) -> dict[str, Any]:
+    """GetComponentInfoBySerial throughput (closed loop, `api_clients` clients)
+    from one `flow serve` process and from `--workers 2`, in the same run."""
+    picks = _serial_picks(stack, args.api_requests)
+
+    def by_serial(stub: flow_pb2_grpc.FlowStub, i: int) -> Awaitable[Any]:
+        maker, serial = picks[i]
+        info = pb.DeviceSerialInfo(manufacturer=maker, serial_number=serial)
+        call: Awaitable[Any] = stub.GetComponentInfoBySerial(
+            pb.GetComponentInfoBySerialRequest(serial_info=info)
+        )
+        return call
+
+    def rate(address: str) -> tuple[float, float]:
+        t0 = time.monotonic()
+        lat = asyncio.run(_grpc_load(address, by_serial, len(picks), args.api_clients))
+        return len(lat) / (time.monotonic() - t0), figures.percentile(lat, 99)
+
+    one, one_p99 = rate(target)
+    serve = stack.start_api("--workers", "2", namespace=namespace, log="serve-workers.log")
+    try:
+        two, two_p99 = rate(str(serve.ready_info["grpc"]))
+    finally:
+        serve.stop()
+    return {
+        "scenario": "S3-workers",
+        "clients": args.api_clients,
+        "requests": len(picks),
+        "workers_1_per_s": round(one, 1),
+        "workers_1_p99_ms": round(one_p99, 2),
+        "workers_2_per_s": round(two, 1),
+        "workers_2_p99_ms": round(two_p99, 2),
+        "ratio": round(two / one, 2) if one else 0.0,
+        "note": "closed loop; the Python load generator runs on the same 2 cores as the "
+        "workers, so 2 workers cannot have 2 cores to themselves here",
     }
 
 

@@ -173,11 +173,13 @@ def overhead_ratio(wall: float, stages: int, stage_latency: float, extra: float 
     return round(wall / critical, 3)
 
 
-def verdict(value: float | None, limit: float, *, below: bool = False) -> str:
+def verdict(
+    value: float | None, limit: float, *, below: bool = False, at_least: bool = False
+) -> str:
     """Where a figure stands against its target: "met", "missed" or "not measured"."""
     if value is None:
         return "not measured"
-    ok = value < limit if below else value <= limit
+    ok = value >= limit if at_least else value < limit if below else value <= limit
     return "met" if ok else "missed"
 
 

@@ -89,6 +89,8 @@ def targets(results: list[dict[str, Any]]) -> list[list[Any]]:
     )
     rss = s5[0][rss_key]["rss_mib"] if s5 and rss_key else None
     p99 = s3[0]["GetComponentInfoBySerial"]["grpc_p99_ms"] if s3 else None
+    workers = _ok(results, "S3-workers")
+    speedup = workers[0]["ratio"] if workers else None
     return [
         [
             f"apiserver writes per restart Task ≤ 12 ({s1[-1]['racks'] if s1 else '?'} racks)",
@@ -110,6 +112,11 @@ def targets(results: list[dict[str, Any]]) -> list[list[Any]]:
             "p99 < 20 ms for GetComponentInfoBySerial (32 clients)",
             p99,
             verdict(p99, 20, below=True),
+        ],
+        [
+            "GetComponentInfoBySerial calls/s with `--workers 2` ≥ 2 times one process",
+            speedup,
+            verdict(speedup, 2.0, at_least=True),
         ],
     ]
 
@@ -312,6 +319,13 @@ def _s3(results: list[dict[str, Any]]) -> str:
         )
     )
     out.append(f"\n{r['requests_per_query']:,} requests per query. {r['note']}\n")
+    for w in _ok(results, "S3-workers"):
+        out.append(
+            f"GetComponentInfoBySerial throughput, {w['clients']} clients: one process "
+            f"{w['workers_1_per_s']}/s (p99 {w['workers_1_p99_ms']} ms), `--workers 2` "
+            f"{w['workers_2_per_s']}/s (p99 {w['workers_2_p99_ms']} ms): ratio {w['ratio']}. "
+            f"{w['note']}.\n"
+        )
     return "\n".join(out)
 
 

@@ -94,7 +94,8 @@ async def test_workers_share_the_port_and_the_metrics_add_up(
 ) -> None:
     proc, ready = workers
     pids = [w["pid"] for w in ready["workers"]]
-    assert len(set(pids)) == 2 and proc.pid not in pids
+    assert len(set(pids)) == 2
+    assert proc.pid not in pids
     assert all(_alive(pid) for pid in pids)
     for _ in range(CALLS):
         # a channel of its own each time: the kernel picks a worker per connection

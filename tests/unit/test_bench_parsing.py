@@ -133,6 +133,8 @@ def test_verdict_against_targets() -> None:
     assert figures.verdict(12.01, 12) == "missed"
     assert figures.verdict(400.0, 400, below=True) == "missed"
     assert figures.verdict(None, 400) == "not measured"
+    assert figures.verdict(2.0, 2.0, at_least=True) == "met"
+    assert figures.verdict(1.4, 2.0, at_least=True) == "missed"
 
 
 def test_report_targets_read_the_largest_runs() -> None:
@@ -141,6 +143,7 @@ def test_report_targets_read_the_largest_runs() -> None:
         {"scenario": "S1-throughput", "racks": 1000, "apiserver_writes_per_task": {"total": 13.0}},
         {"scenario": "S2-overhead", "racks": 1000, "overhead_ratio": 1.05},
         {"scenario": "S3-api", "not_run": "flow serve did not start"},
+        {"scenario": "S3-workers", "ratio": 1.4},
         {
             "scenario": "S5-memory",
             "tasks_1000": {"rss_mib": 200.0},
@@ -153,6 +156,7 @@ def test_report_targets_read_the_largest_runs() -> None:
         [1.05, "met"],
         [450.0, "missed"],
         [None, "not measured"],
+        [1.4, "missed"],
     ]
     assert "1000 racks" in rows[0][0]
     assert "5000 Tasks" in rows[2][0]
