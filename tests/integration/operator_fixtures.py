@@ -10,6 +10,7 @@ TaskSpecs unique names inside the module's namespace."""
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
 import uuid
@@ -20,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import create_engine, text
 
+from nicoflow.cli import kubectl_plugin
 from nicoflow.devstack.controlplane import ControlPlane
 from nicoflow.devstack.flowstack import FlowStack, SimulatorControl, finished, phase
 from nicoflow.devstack.postgres import Postgres
@@ -88,6 +91,16 @@ class Env:
 
     def patch(self, kind: str, name: str, patch: str) -> None:
         self.flow.cp.kubectl("patch", kind, name, "-n", self.ns, "--type=merge", "-p", patch)
+
+    def why(self, ref: str) -> list[dict[str, Any]]:
+        """`kubectl flow why REF -o json`, run as the plugin runs."""
+        result = CliRunner().invoke(
+            kubectl_plugin.cli,
+            ["why", ref, "-n", self.ns, "--kubeconfig", str(self.flow.cp.kubeconfig), "-o", "json"],
+        )
+        assert result.exit_code in (0, 2), result.output
+        found: list[dict[str, Any]] = json.loads(result.output)
+        return found
 
     def operator_log(self) -> str:
         assert self.flow.operator is not None

@@ -7,6 +7,7 @@ each stage and another Task can be sent while it runs."""
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Iterator
 
@@ -115,11 +116,19 @@ def test_queue_runs_waiting_tasks_in_fifo_order_one_at_a_time(
     assert queued is not None
     assert queued["status"] == "True"
     assert running(env.task(a)), "a Task was queued only after the first one finished"
+    # `kubectl flow why` names the Task ahead and the command that moves past it
+    (why_b,) = env.why(f"task/{b}")
+    assert why_b["cause"] == "QueuedBehindTask", why_b
+    assert any(a in fact and "Running" in fact for fact in why_b["facts"]), why_b
+    assert f"kubectl flow cancel task/{a} -n {env.ns}" in [x["command"] for x in why_b["actions"]]
 
     for name in ("fifo-a", "fifo-b", "fifo-c"):
         assert phase(env.wait(name)) == "Complete", name
     tasks = [env.task(n) for n in (a, b, c)]
     assert [t["status"]["phase"] for t in tasks] == ["Succeeded"] * 3
+    queued = condition(tasks[1], "Queued")
+    assert queued is not None
+    assert (queued["status"], queued["reason"]) == ("False", "Started")
     (_a0, a1), (b0, b1), (c0, _c1) = (run_window(t) for t in tasks)
     assert a1 <= b0, "the second Task started before the first finished"
     assert b1 <= c0, "the third Task started before the second finished"
@@ -263,6 +272,9 @@ def test_max_parallel_racks_runs_one_rack_at_a_time(env: Env) -> None:
         for name in pending:
             task = env.wait_task(name, lambda t: bool((t.get("status") or {}).get("message")))
             assert "maxParallelRacks=1" in task["status"]["message"], task["status"]
+            held_cond = condition(task, "Held")
+            assert held_cond is not None
+            assert held_cond["reason"] == "MaxParallelRacks"
         done = env.wait("mpr")
     assert phase(done) == "Complete", done["status"]
     assert w.most_at_once() == 1, w.seen
@@ -289,8 +301,17 @@ def test_suspend_holds_tasks_until_resumed(env: Env) -> None:
         assert "suspended" in t["status"]["message"], t["status"]
     assert env.power_commands(racks, start) == []
 
-    env.patch("taskspec", "susp", '{"spec":{"suspend":false}}')
+    # `kubectl flow why` says why, and its first recommendation, run as given, resumes it
+    whys = env.why("taskspec/susp")
+    assert [w["cause"] for w in whys] == ["Suspended", "Suspended"], whys
+    resume = whys[0]["actions"][0]["command"]
+    assert resume.startswith("kubectl patch taskspec/susp"), resume
+    env.flow.cp.kubectl(*shlex.split(resume)[1:])
     done = env.wait("susp")
     assert phase(done) == "Complete", done["status"]
+    for t in env.tasks("susp"):
+        held = condition(t, "Held")
+        assert held is not None
+        assert (held["status"], held["reason"]) == ("False", "Started")
     for rack in racks:
         assert env.power_states(rack) == {"on"}

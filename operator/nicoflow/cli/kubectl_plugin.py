@@ -3,6 +3,7 @@
     kubectl flow status taskspec/NAME [-n NS]   per-rack, per-stage progress
     kubectl flow status task/NAME [-n NS]       one rack's stages and steps
     kubectl flow cancel taskspec/NAME|task/NAME  request cancellation (final)
+    kubectl flow why task/NAME|taskspec/NAME    what it waits for, and what to do
 
 It reads the same kubeconfig as kubectl (KUBECONFIG, or ~/.kube/config, or the
 in-cluster ServiceAccount). Rendering is pure (dicts in, rich tables out), so
@@ -11,8 +12,10 @@ tests check it without a cluster."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -20,9 +23,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from nicoflow.api.task import TaskRunSpec
+from nicoflow.api.taskstatus import TaskStatus
+from nicoflow.engine.diagnosis import Diagnosis, OtherTask, TaskRef, diagnose
 from nicoflow.kube.client import ApiError, KubeClient, NotFound, Resource
 from nicoflow.kube.config import KubeConfigError
-from nicoflow.kube.resources import LABEL_TASKSPEC, TASKS, TASKSPECS
+from nicoflow.kube.resources import LABEL_RACK, LABEL_TASKSPEC, TASKS, TASKSPECS
 from nicoflow.kube.retry import retrying
 
 Json = dict[str, Any]
@@ -163,6 +169,70 @@ def task_table(task: Json) -> Table:
     return table
 
 
+def _stamp(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def diagnose_task(task: Json, rack_tasks: Iterable[Json], now: datetime) -> Diagnosis:
+    """The diagnosis of one Task body, beside the other Tasks of its rack."""
+    meta = task["metadata"]
+    ref = TaskRef(
+        meta["name"], meta.get("namespace", ""), (meta.get("labels") or {}).get(LABEL_TASKSPEC)
+    )
+    others = [
+        OtherTask(
+            t["metadata"]["name"],
+            str((t.get("status") or {}).get("phase") or "Pending"),
+            str((t.get("status") or {}).get("message") or ""),
+        )
+        for t in rack_tasks
+    ]
+    return diagnose(
+        ref,
+        TaskRunSpec.model_validate(task.get("spec") or {}),
+        TaskStatus.model_validate(task.get("status") or {}),
+        now,
+        created=_stamp(meta.get("creationTimestamp")),
+        rack_tasks=others,
+    )
+
+
+def why_text(task: Json, d: Diagnosis) -> Text:
+    """One screen: the cause, the facts, and what to do (commands to copy)."""
+    meta, spec = task["metadata"], task.get("spec") or {}
+    phase = str((task.get("status") or {}).get("phase") or "Pending")
+    out = Text()
+    out.append(f"task/{meta['name']}", style="bold")
+    out.append(f" ({spec.get('operation', '?')} on rack {spec.get('rack', '?')}): ")
+    out.append(phase, style=PHASE_STYLES.get(phase, ""))
+    out.append(f" — {d.cause.value}", style="bold red" if d.stuck else "bold")
+    out.append(f"\n{d.summary}\n")
+    for fact in d.facts:
+        out.append(f"  • {fact}\n")
+    if d.actions:
+        out.append("What you can do:\n", style="bold")
+        for i, action in enumerate(d.actions, 1):
+            out.append(f"  {i}. ")
+            out.append(action.command, style="cyan")
+            out.append(f"\n     {action.effect}\n")
+    return out
+
+
+def why_json(task: Json, d: Diagnosis) -> Json:
+    return {
+        "task": task["metadata"]["name"],
+        "namespace": task["metadata"].get("namespace"),
+        "phase": (task.get("status") or {}).get("phase") or "Pending",
+        "cause": d.cause.value,
+        "stuck": d.stuck,
+        "summary": d.summary,
+        "facts": d.facts,
+        "actions": [asdict(a) for a in d.actions],
+    }
+
+
 def legend() -> str:
     return " ".join(f"{symbol} {phase.lower()}" for phase, (symbol, _) in SYMBOLS.items())
 
@@ -192,6 +262,42 @@ async def _status(ref: Ref, namespace: str | None, kubeconfig: str | None) -> Ta
             lambda: client.list(TASKS, ns, label_selector=f"{LABEL_TASKSPEC}={ref.name}")
         )
         return taskspec_table(body, tasks)
+
+
+async def _rack_tasks(client: KubeClient, ns: str, rack: str) -> list[Json]:
+    found: list[Json] = await retrying(
+        lambda: client.list(TASKS, ns, label_selector=f"{LABEL_RACK}={rack}")
+    )
+    return found
+
+
+async def _why(
+    ref: Ref, namespace: str | None, kubeconfig: str | None
+) -> list[tuple[Json, Diagnosis]]:
+    """Each Task asked about (one, or a TaskSpec's unfinished ones) diagnosed."""
+    async with _client(kubeconfig) as client:
+        ns = _namespace(client, namespace)
+        body = await retrying(lambda: client.get(ref.resource, ref.name, ns))
+        if ref.resource is TASKS:
+            tasks = [body]
+        else:
+            selector = f"{LABEL_TASKSPEC}={ref.name}"
+            found = await retrying(lambda: client.list(TASKS, ns, label_selector=selector))
+            unfinished = [
+                t
+                for t in found
+                if (t.get("status") or {}).get("phase") not in ("Succeeded", "Failed", "Cancelled")
+            ]
+            tasks = sorted(unfinished or found, key=lambda t: str(t["metadata"]["name"]))
+        out = []
+        now = datetime.now(UTC)
+        for task in tasks:
+            rack = (task.get("spec") or {}).get("rack", "")
+            neighbours: list[Json] = []
+            if (task.get("status") or {}).get("phase") == "Waiting":
+                neighbours = await _rack_tasks(client, ns, rack)
+            out.append((task, diagnose_task(task, neighbours, now)))
+        return out
 
 
 async def _cancel(ref: Ref, namespace: str | None, kubeconfig: str | None) -> str:
@@ -237,6 +343,27 @@ def cancel(ref: Ref, namespace: str | None, kubeconfig: str | None) -> None:
     """Cancel a TaskSpec (all its racks) or one Task: sets spec.cancel=true, which
     cannot be undone. The running step stops; no further stage starts."""
     click.echo(_run(_cancel(ref, namespace, kubeconfig)))
+
+
+@cli.command()
+@click.argument("ref", type=parse_ref, metavar="task/NAME|taskspec/NAME")
+@_namespace_opt
+@_kubeconfig_opt
+@click.option(
+    "-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+def why(ref: Ref, namespace: str | None, kubeconfig: str | None, output: str) -> None:
+    """Say what a Task waits for and what you can do about it (a TaskSpec: each
+    of its unfinished Tasks). Exits 2 when one is stuck and needs a person."""
+    found = _run(_why(ref, namespace, kubeconfig))
+    if output == "json":
+        click.echo(json.dumps([why_json(t, d) for t, d in found], indent=2))
+    else:
+        console = Console(soft_wrap=True)
+        for task, d in found:
+            console.print(why_text(task, d))
+    if any(d.stuck for _, d in found):
+        raise SystemExit(2)
 
 
 def main() -> None:

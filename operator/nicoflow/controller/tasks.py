@@ -292,7 +292,7 @@ class TaskManager:
             for entry in [e for e in mine if e.phase is TaskPhase.PENDING and not e.running]:
                 hold = self._rollout_hold(entry)
                 if hold:
-                    await self._hold(entry, hold)
+                    await self._hold(entry, *hold)
                     continue
                 fp = footprint(entry.body)
                 spec = task_spec(entry.body)
@@ -304,7 +304,7 @@ class TaskManager:
                     # was awaited: the TaskSpec's limits must be read again
                     hold = self._rollout_hold(entry)
                     if hold:
-                        await self._hold(entry, hold)
+                        await self._hold(entry, *hold)
                         continue
                     running.append(fp)
                     self._start(entry)
@@ -347,7 +347,9 @@ class TaskManager:
                 await self._finish_unstarted(other, TaskPhase.CANCELLED, "Preempted", message)
         if blocking:
             await self._hold(
-                leak, "pre-empting conflicting Tasks on the rack; starting once they stop"
+                leak,
+                "Preempting",
+                "pre-empting conflicting Tasks on the rack; starting once they stop",
             )
             return
         self._start(leak)
@@ -363,29 +365,37 @@ class TaskManager:
         )
         return Waiting(footprint(entry.body), queued, expires)
 
-    def _rollout_hold(self, entry: Entry) -> str | None:
+    def _rollout_hold(self, entry: Entry) -> tuple[str, str] | None:
+        """(reason, message) of what holds a Pending Task back, if anything."""
         ts = self.taskspecs.get(entry.taskspec)
         spec = (ts or {}).get("spec") or {}
         if spec.get("suspend"):
-            return "suspended: the TaskSpec is suspended"
+            return "Suspended", "suspended: the TaskSpec is suspended"
         limit = self.settings.max_racks_in_flight
         if limit:
             flying = self.entries.in_flight()
             if flying >= limit:
                 self.held_by_limit.add(entry.rack)
                 return (
+                    "OperatorLimit",
                     f"waiting for a slot: {flying} racks in flight, the operator's limit "
-                    f"(--max-racks-in-flight={limit})"
+                    f"(--max-racks-in-flight={limit})",
                 )
             self.held_by_limit.discard(entry.rack)
         max_failed = spec.get("maxFailedRacks")
         failed = self.entries.failed(entry.taskspec)
         if max_failed is not None and failed > max_failed:
-            return f"not started: {failed} racks failed, more than maxFailedRacks={max_failed}"
+            return (
+                "MaxFailedRacks",
+                f"not started: {failed} racks failed, more than maxFailedRacks={max_failed}",
+            )
         max_parallel = spec.get("maxParallelRacks") or 0
         active = self.entries.active(entry.taskspec)
         if max_parallel and active >= max_parallel:
-            return f"waiting for a slot: {active} of maxParallelRacks={max_parallel} running"
+            return (
+                "MaxParallelRacks",
+                f"waiting for a slot: {active} of maxParallelRacks={max_parallel} running",
+            )
         return None
 
     async def _ready(self, entry: Entry, now: datetime) -> bool:
@@ -419,7 +429,7 @@ class TaskManager:
                 f"{verdict.describe()}",
             )
             return False
-        await self._hold(entry, f"waiting for readiness: {verdict.describe()}")
+        await self._hold(entry, "NotReady", f"waiting for readiness: {verdict.describe()}")
         self._recheck(entry.rack)
         return False
 
@@ -478,12 +488,15 @@ class TaskManager:
         except Exception as exc:  # the index catches up when the Task is archived
             log.warning("task %s/%s: indexing phase %s failed: %s", *entry.key, status.phase, exc)
 
-    async def _hold(self, entry: Entry, message: str) -> None:
+    async def _hold(self, entry: Entry, reason: str, message: str) -> None:
+        """Keep a Task Pending, saying why (the Held condition's reason names
+        the cause for `kubectl flow why`)."""
         st = status_of(entry.body)
         if st.message == message and st.phase is TaskPhase.PENDING:
             return
         st.message = message
         st.phase = TaskPhase.PENDING
+        set_condition(st, "Held", "True", reason, message, self.clock())
         await self._write(entry, st)
 
     async def _queue(self, entry: Entry, now: datetime, expires: datetime, q: Queue) -> None:
@@ -494,6 +507,8 @@ class TaskManager:
         st.queue_position = q.position
         st.message = f"queued behind {q.behind} (position {q.position})"
         set_condition(st, "Queued", "True", "ConflictingTask", st.message, now)
+        if any(c.type == "Held" for c in st.conditions):
+            set_condition(st, "Held", "False", "Queued", "", now)
         await self._write(entry, st)
 
     async def _finish_unstarted(

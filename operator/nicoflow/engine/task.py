@@ -238,6 +238,9 @@ def _start(plan: Plan, st: TaskStatus, now: datetime, d: Decision) -> None:
             )
         )
     set_condition(st, "Progressing", "True", "Running", "the Task is running", now)
+    for waited in ("Queued", "Held"):  # what kept it back no longer does
+        if any(c.type == waited for c in st.conditions):
+            set_condition(st, waited, "False", "Started", "", now)
     d.events.append(
         Event("Normal", "Started", f"running {plan.operation.value} in {len(st.stages)} stages")
     )
