@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from nicoflow.domain.default_rules import BUILTIN_RULES, builtin_rule, builtin_rule_name
 from nicoflow.domain.rules import (
+    CYCLES,
     ActionConfig,
     ActionName,
     ActionParameters,
@@ -235,6 +236,33 @@ def _firmware_step(rng: random.Random, ctype: ComponentType, stage: int) -> Rule
     )
 
 
+def _verify_cycles(steps: list[RuleStep]) -> list[RuleStep]:
+    """Rules refuse a power command after an unverified restart or reset of the
+    same type (CYCLES): such a restart step gets its verification (no draw
+    from the generator, so other seeds keep their rules)."""
+    out = []
+    for i, step in enumerate(steps):
+        op = step.main_operation.params.operation
+        reach = None if step.component_type is PS else step.component_type  # shelves: all
+        later = any(
+            reach in (None, s.component_type)
+            and s.stage > step.stage
+            and s.main_operation.name is ActionName.POWER_CONTROL
+            for s in steps[i + 1 :]
+        )
+        verified = any(a.name is ActionName.VERIFY_POWER_STATUS for a in step.post_operation)
+        if op in CYCLES and later and not verified:
+            check = ActionConfig(
+                name=ActionName.VERIFY_POWER_STATUS,
+                timeout="5m",
+                poll_interval="5s",
+                parameters=ActionParameters.model_validate({"expected_status": "on"}),
+            )
+            step = step.model_copy(update={"post_operation": [*step.post_operation, check]})
+        out.append(step)
+    return out
+
+
 def random_rule(rng: random.Random, operation: OperationCode) -> RuleDefinition:
     """A valid rule for `operation`: power steps for power operations, firmware
     steps (optionally between power steps) for firmware operations."""
@@ -250,7 +278,7 @@ def random_rule(rng: random.Random, operation: OperationCode) -> RuleDefinition:
             else:
                 steps.append(_power_step(rng, ctype, stage))
         stage += rng.choice((1, 1, 2))
-    rule = RuleDefinition(steps=steps)
+    rule = RuleDefinition(steps=_verify_cycles(steps))
     assert not rule_problems_for_operation(rule, operation), rule_problems_for_operation(
         rule, operation
     )

@@ -141,6 +141,19 @@ def with_main(code: OperationCode, action: Obj) -> Obj:
     return with_step(code, mainOperation=action)
 
 
+def cycle_rule(*, verified: bool) -> Obj:
+    """A power_off rule: the shelves restart in stage 1, the trays power off in stage 2."""
+    check = [{"name": "VerifyPowerStatus", "parameters": {"expectedStatus": "on"}}]
+    restart = {
+        "componentType": "powershelf",
+        "stage": 1,
+        "mainOperation": {"name": "PowerControl", "parameters": {"operation": "restart"}},
+        **({"postOperation": check} if verified else {}),
+    }
+    off = {"componentType": "compute", "stage": 2, "mainOperation": {"name": "PowerControl"}}
+    return {"operation": "power_off", "definition": {"steps": [restart, off]}}
+
+
 def without_pre_post(code: OperationCode) -> Obj:
     """A rule spec whose steps leave out preOperation and postOperation (both optional)."""
     spec = rule_spec(code)
@@ -266,6 +279,7 @@ VALID: list[tuple[str, str, Callable[[], Obj]]] = [
             "ruleRef": {"name": "gb200-upgrade"},
         },
     ),
+    ("verified shelf restart then power-off", "OperationRule", lambda: cycle_rule(verified=True)),
     ("task", "Task", lambda: task_run_spec()),
     ("interval schedule", "TaskSchedule", lambda: schedule_spec({"interval": "6h"}, suspend=True)),
     (
@@ -713,6 +727,14 @@ INVALID: list[tuple[str, str, Callable[[], Obj], str]] = [
         ),
         "a PowerControl action without parameters.operation sends the rule's own operation, and "
         "parameters.forceAfter only escalates power_off",
+    ),
+    (
+        # DST seed 201877: the shelves' restart, unverified, then the trays' power-off
+        "power command after an unverified shelf restart",
+        "OperationRule",
+        lambda: cycle_rule(verified=False),
+        "a restart or reset (restart, force_restart, warm_reset, cold_reset) needs a "
+        "VerifyPowerStatus (expectedStatus: on) in its step's postOperation",
     ),
     (
         "zero retry interval",

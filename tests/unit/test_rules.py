@@ -561,3 +561,34 @@ def test_durations_longer_than_the_apiserver_can_parse_are_refused() -> None:
     assert parse_duration("2540400h") == 2540400 * 3600.0
     with pytest.raises(ValueError, match="too long"):
         parse_duration("9999999999h")
+
+
+VERIFY_ON = {"name": "VerifyPowerStatus", "parameters": {"expectedStatus": "on"}}
+
+
+@pytest.mark.parametrize(
+    ("first", "later", "refused"),
+    [
+        # seed 201877 of the DST: the shelves' restart, unverified, then the trays' power-off
+        (step("powershelf", 1, main_operation=power("restart")), step("compute", 2), True),
+        (step("compute", 1, main_operation=power("warm_reset")), step("compute", 2), True),
+        (step("compute", 1, main_operation=power("cold_reset")), step("nvswitch", 2), False),
+        (
+            step("powershelf", 1, main_operation=power("restart"), post_operation=[VERIFY_ON]),
+            step("compute", 2),
+            False,
+        ),
+        (step("compute", 1, main_operation=power("power_on")), step("compute", 2), False),
+        # side by side in one stage: not "later"
+        (step("powershelf", 1, main_operation=power("restart")), step("compute", 1), False),
+    ],
+)
+def test_a_power_command_after_an_unverified_cycle_is_refused(
+    first: dict[str, Any], later: dict[str, Any], refused: bool
+) -> None:
+    defn = parse_rule_definition(rule(first, later))
+    problems = rule_problems_for_operation(defn, OperationCode.POWER_OFF)
+    assert bool(problems) == refused, problems
+    if refused:
+        assert problems[0].startswith("stage 2 ")
+        assert "add a VerifyPowerStatus (expectedStatus: on)" in problems[0]

@@ -21,8 +21,10 @@ from nicoflow.api.common import (
     validations,
 )
 from nicoflow.api.rule_schema import (
+    CYCLES_VERIFIED_MESSAGE,
     FIRMWARE_IN_POWER_RULE_MESSAGE,
     INHERITED_FORCE_AFTER_MESSAGE,
+    cycles_verified,
     inherited_power_op_allows_force_after,
     operation_needs_explicit_power_ops,
     power_rule_has_no_firmware,
@@ -76,6 +78,11 @@ class OperationRuleSpec(CrdModel):
             cel(
                 inherited_power_op_allows_force_after("self.operation"),
                 INHERITED_FORCE_AFTER_MESSAGE,
+                field_path=".definition",
+            ),
+            cel(
+                cycles_verified("self.operation"),
+                CYCLES_VERIFIED_MESSAGE,
                 field_path=".definition",
             ),
         )

@@ -17,6 +17,7 @@ from nicoflow.api.common import cel, validations
 from nicoflow.domain.rules import (
     ACTION_DEFAULTS,
     ACTION_PARAMETERS,
+    CYCLES,
     POLLING_ACTIONS,
     POWER_CODES,
     ActionName,
@@ -226,6 +227,48 @@ def inherited_power_op_allows_force_after(code_expr: str) -> str:
         f"{code_expr} == '{OperationCode.POWER_OFF.value}' || "
         f"{_every_action(_force_after_names_operation)}"
     )
+
+
+_CYCLE_CODES = _quoted(sorted(c.value for c in CYCLES))
+
+
+def _cycle(action: str, code_expr: str) -> str:
+    """CEL: `action` restarts or resets (naming it, or inheriting the rule's own operation)."""
+    return (
+        f"({action}.name == 'PowerControl' && ((has({action}.parameters) && "
+        f"has({action}.parameters.operation)) ? {action}.parameters.operation in "
+        f"[{_CYCLE_CODES}] : {code_expr} in [{_CYCLE_CODES}]))"
+    )
+
+
+def _any_action(step: str, check: Callable[[str], str]) -> str:
+    return (
+        f"({check(f'{step}.mainOperation')} || "
+        f"(has({step}.preOperation) && {step}.preOperation.exists(a, {check('a')})) || "
+        f"(has({step}.postOperation) && {step}.postOperation.exists(a, {check('a')})))"
+    )
+
+
+def cycles_verified(code_expr: str) -> str:
+    """CEL twin of the model's check (domain.rules._unverified_cycles): a step that
+    restarts or resets has a VerifyPowerStatus post-operation when a later stage
+    sends a power command to its type (to any type, after the power shelves)."""
+    cycle = _any_action("s", lambda a: _cycle(a, code_expr))
+    verified = "(has(s.postOperation) && s.postOperation.exists(a, a.name == 'VerifyPowerStatus'))"
+    power = _any_action("t", lambda a: f"{a}.name == 'PowerControl'")
+    later = (
+        "self.definition.steps.exists(t, t.stage > s.stage && "
+        f"(t.componentType == s.componentType || s.componentType == 'powershelf') && {power})"
+    )
+    return f"self.definition.steps.all(s, !{cycle} || {verified} || !{later})"
+
+
+CYCLES_VERIFIED_MESSAGE = (
+    "a restart or reset (restart, force_restart, warm_reset, cold_reset) needs a "
+    "VerifyPowerStatus (expectedStatus: on) in its step's postOperation when a later stage "
+    "sends a power command to the same component type (to any type, after the power shelves): "
+    "otherwise the cycle's power-on could land after that command and undo it"
+)
 
 
 FIRMWARE_IN_POWER_RULE_MESSAGE = (

@@ -487,6 +487,51 @@ def rule_problems_for_operation(definition: RuleDefinition, code: OperationCode)
                 OperationType.POWER_CONTROL
             ):
                 problems.append(f"{label}: firmware updates do not belong in a {code.value} rule")
+    return problems + _unverified_cycles(definition, code)
+
+
+# Power operations that go off and come back on by themselves: a read taken
+# while one is under way may still show "on" before the BMC has begun, so
+# nothing but a verification tells that it is over.
+CYCLES = frozenset(
+    {
+        OperationCode.RESTART,
+        OperationCode.FORCE_RESTART,
+        OperationCode.WARM_RESET,
+        OperationCode.COLD_RESET,
+    }
+)
+
+
+def _unverified_cycles(definition: RuleDefinition, code: OperationCode) -> list[str]:
+    """A restart or reset (CYCLES) must be verified in its own step when a later
+    stage sends a power command to the same component type, or to any type
+    after the power shelves' cycle (they feed the whole rack): else the cycle's
+    power-on could land after that command and undo it. The CRD's CEL rule
+    (api.rule_schema.cycles_verified) says the same."""
+    problems: list[str] = []
+    for s in definition.steps:
+        cycles = [
+            op
+            for _, _, a in s.actions()
+            if (op := effective_power_operation(a, code)) is not None and op in CYCLES
+        ]
+        verified = any(a.name is ActionName.VERIFY_POWER_STATUS for a in s.post_operation)
+        if not cycles or verified:
+            continue
+        for t in definition.steps:
+            reached = t.component_type is s.component_type or (
+                s.component_type is ComponentType.POWERSHELF
+            )
+            sends = any(a.name is ActionName.POWER_CONTROL for _, _, a in t.actions())
+            if t.stage > s.stage and reached and sends:
+                problems.append(
+                    f"stage {t.stage} {t.component_type.value} sends a power command after the "
+                    f"unverified {cycles[-1].value} of stage {s.stage} {s.component_type.value}, "
+                    "whose power-on could land after it: add a VerifyPowerStatus "
+                    f"(expectedStatus: on) to the postOperation of that "
+                    f"{s.component_type.value} step"
+                )
     return problems
 
 
