@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from click.testing import CliRunner
 from operator_fixtures import (
     DOWN,
     UP,
@@ -25,6 +26,7 @@ from operator_fixtures import (
     ts,
 )
 
+from nicoflow.cli import kubectl_plugin
 from nicoflow.devstack.flowstack import phase
 
 RACKS = 3
@@ -315,3 +317,52 @@ def test_suspend_holds_tasks_until_resumed(env: Env) -> None:
         assert (held["status"], held["reason"]) == ("False", "Started")
     for rack in racks:
         assert env.power_states(rack) == {"on"}
+
+
+def test_max_failed_racks_stops_the_rollout_and_says_a_person_is_needed(env: Env) -> None:
+    ensure_power(env, env.racks, "on")
+    # one tray per rack refuses every power command: whichever rack goes first fails
+    broken = [env.components(rack, "compute")[0]["id"] for rack in env.racks]
+    env.control.set_faults(failing=broken)
+    env.submit("mfr", "power_off", env.racks, maxParallelRacks=1, maxFailedRacks=0)
+
+    def stopped(o: dict[str, object]) -> bool:
+        status = o.get("status") or {}
+        assert isinstance(status, dict)
+        return status.get("failed") == 1 and status.get("pending") == RACKS - 1
+
+    env.flow.wait_for("taskspec", "mfr", env.ns, stopped, timeout=180)
+    held = [t for t in env.tasks("mfr") if t["status"]["phase"] == "Pending"]
+    for task in held:
+        task = env.wait_task(
+            task["metadata"]["name"],
+            lambda t: (condition(t, "Progressing") or {}).get("reason") == "Stuck",
+        )
+        assert "maxFailedRacks=0" in task["status"]["message"], task["status"]
+        assert (condition(task, "Held") or {}).get("reason") == "MaxFailedRacks"
+    stuck_events = [
+        e
+        for e in env.flow.list("events", env.ns)
+        if e["reason"] == "Stuck" and e["involvedObject"]["name"].startswith("mfr-")
+    ]
+    assert len(stuck_events) == RACKS - 1, stuck_events
+
+    whys = env.why("taskspec/mfr")
+    assert [w["cause"] for w in whys] == ["MaxFailedRacks"] * (RACKS - 1), whys
+    assert all(w["stuck"] for w in whys)
+    commands = [a["command"] for a in whys[0]["actions"]]
+    assert f"kubectl flow status taskspec/mfr -n {env.ns}" in commands
+    end = f"kubectl flow cancel taskspec/mfr -n {env.ns}"
+    assert end in commands
+    ran = CliRunner().invoke(
+        kubectl_plugin.cli,
+        [*shlex.split(end)[2:], "--kubeconfig", str(env.flow.cp.kubeconfig)],
+    )
+    assert ran.exit_code == 0, ran.output
+    done = env.wait("mfr")
+    assert sorted(t["status"]["phase"] for t in env.tasks("mfr")) == [
+        "Cancelled",
+        "Cancelled",
+        "Failed",
+    ]
+    assert phase(done) in ("Failed", "Cancelled"), done["status"]

@@ -71,6 +71,10 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# holds that last until someone acts (the others end by themselves)
+NEEDS_A_PERSON = frozenset({"MaxFailedRacks"})
+
+
 @dataclass
 class Settings:
     stage_events: bool = False  # Normal events per stage cost one apiserver write each
@@ -496,8 +500,13 @@ class TaskManager:
             return
         st.message = message
         st.phase = TaskPhase.PENDING
-        set_condition(st, "Held", "True", reason, message, self.clock())
-        await self._write(entry, st)
+        now = self.clock()
+        set_condition(st, "Held", "True", reason, message, now)
+        stuck = reason in NEEDS_A_PERSON
+        if stuck:
+            set_condition(st, "Progressing", "False", "Stuck", message, now)
+        if await self._write(entry, st) and stuck:
+            await events.post(self.kube, entry.body, "Warning", "Stuck", message)
 
     async def _queue(self, entry: Entry, now: datetime, expires: datetime, q: Queue) -> None:
         st = status_of(entry.body)
