@@ -215,3 +215,23 @@ def operator_scrape_when(run: Run, name: str, want: float, **labels: str) -> Scr
         if page.total(name, **labels) >= want or time.monotonic() > deadline:
             return page
         time.sleep(0.5)
+
+
+def test_held_tasks_are_counted_by_reason(run: Run) -> None:
+    """A suspended TaskSpec's Tasks: held (reason Suspended), not stuck."""
+    run.flow.apply(
+        {
+            "apiVersion": "flow.nico.io/v1alpha1",
+            "kind": "TaskSpec",
+            "metadata": {"name": "held", "namespace": NS},
+            "spec": {
+                "operation": "power_on",
+                "targets": {"racks": run.flow.rack_names},
+                "suspend": True,
+            },
+        }
+    )
+    page = operator_scrape_when(run, "nicoflow_tasks_held", 2, reason="Suspended")
+    assert page.by("nicoflow_tasks_held", "reason") == {"Suspended": 2}
+    assert page.value("nicoflow_tasks_held", reason="Suspended", stuck="false") == 2
+    run.flow.cp.kubectl("delete", "taskspec", "held", "-n", NS)

@@ -130,14 +130,16 @@ class TaskCollector(Collector):
         phases: Counter[str] = Counter()
         queues: Counter[str] = Counter()
         held = 0
+        reasons: Counter[tuple[str, str]] = Counter()
         for entry in self._entries():
             phases[entry.phase.value] += 1
             if entry.phase is TaskPhase.WAITING:
                 queues[entry.rack] += 1
-            elif entry.phase is TaskPhase.PENDING and LIMIT_HOLD in str(
-                (entry.body.get("status") or {}).get("message") or ""
-            ):
-                held += 1
+            elif entry.phase is TaskPhase.PENDING:
+                status = entry.body.get("status") or {}
+                if LIMIT_HOLD in str(status.get("message") or ""):
+                    held += 1
+                reasons.update(_hold_reason(status))
         by_phase = GaugeMetricFamily(
             "nicoflow_tasks", "Tasks the operator knows, by phase.", labels=["phase"]
         )
@@ -158,6 +160,24 @@ class TaskCollector(Collector):
         )
         throttled.add_metric([], held)
         yield throttled
+        by_reason = GaugeMetricFamily(
+            "nicoflow_tasks_held",
+            "Pending Tasks the operator holds back, by reason (the Held condition) and whether "
+            "they need a person (Progressing=False, reason Stuck).",
+            labels=["reason", "stuck"],
+        )
+        for (reason, stuck), count in sorted(reasons.items()):
+            by_reason.add_metric([reason, stuck], count)
+        yield by_reason
+
+
+def _hold_reason(status: dict[str, Any]) -> list[tuple[str, str]]:
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    held = conditions.get("Held") or {}
+    if held.get("status") != "True":
+        return []
+    stuck = (conditions.get("Progressing") or {}).get("reason") == "Stuck"
+    return [(str(held.get("reason")), "true" if stuck else "false")]
 
 
 def serve(port: int, entries: Callable[[], Iterable[Any]]) -> int:
