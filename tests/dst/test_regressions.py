@@ -12,10 +12,11 @@ import pytest
 from dst.harness import Run
 from dst.invariants import check
 from dst.runner import run_seed
-from dst.scenario import Crash, Scenario
+from dst.scenario import Crash, Scenario, draw
 from nicoflow.core.managers.dpu_reprovision import HOST_UPDATE_SOURCE
 from nicoflow.core.managers.nicolegacy_compute import POWER_OVERRIDE_SOURCE
 from nicoflow.domain.default_rules import builtin_rule, builtin_rule_name
+from nicoflow.domain.rules import ActionName
 from nicoflow.domain.types import ComponentType, OperationCode, TaskPhase
 from nicoflow.simulator.catalog import Family
 from nicoflow.simulator.faults import ErrorRule, FaultPlan
@@ -291,5 +292,18 @@ async def test_a_power_command_waits_for_an_unverified_earlier_one_to_settle() -
 # and it went out again at once under the same key (seed 416801).
 async def test_failing_one_component_keeps_anothers_unresolved_command_unresolved() -> None:
     report = await run_seed(416801)
+    assert not report.error, report.error
+    assert report.violations == [], report.explain()
+
+
+# Found by the 200000 run: the shelves' restart, unverified, then the trays'
+# power-off in a later stage; the restart's power-on undid it (seed 201877).
+# Such a rule is refused now, so the generator verifies that restart: the run
+# keeps every invariant, and the trays end off.
+async def test_a_shelf_restart_is_verified_before_a_later_power_off() -> None:
+    scenario = draw(201877)
+    shelves = [s for s in scenario.rule.steps if s.component_type is ComponentType.POWERSHELF]
+    assert any(a.name is ActionName.VERIFY_POWER_STATUS for s in shelves for a in s.post_operation)
+    report = await run_seed(201877)
     assert not report.error, report.error
     assert report.violations == [], report.explain()
