@@ -223,6 +223,27 @@ def test_verification_waits_for_slow_transitions_without_extra_writes() -> None:
     assert run.persists <= 8
 
 
+def test_the_status_names_the_action_in_progress() -> None:
+    plan, hw = plan_for(OperationCode.POWER_OFF), Hardware(latency_polls=3)
+    status = TaskStatus(applied_rule=AppliedRule(name="builtin", source="builtin"))
+    outcomes: list[Outcome] = []
+    now, seen = T0, []
+    for _ in range(200):
+        d = advance(plan, status, outcomes, now)
+        status = d.status
+        step = status.stages[0].steps[0] if status.stages else None
+        if step is not None and step.phase is ItemPhase.RUNNING:
+            seen.append(step.action_name)
+        if d.finished:
+            break
+        outcomes = [hw.answer(c) for c in d.calls]
+        if not d.calls:
+            assert d.wake_at is not None
+            now = max(d.wake_at, now)
+    # the built-in power_off: the compute step commands, then verifies
+    assert list(dict.fromkeys(seen)) == ["PowerControl", "VerifyPowerStatus"]
+
+
 def test_each_component_is_commanded_once_per_stage() -> None:
     hw = Hardware()
     drive(plan_for(OperationCode.RESTART), hw)

@@ -207,7 +207,8 @@ def why_text(task: Json, d: Diagnosis) -> Text:
     out.append(f"task/{meta['name']}", style="bold")
     out.append(f" ({spec.get('operation', '?')} on rack {spec.get('rack', '?')}): ")
     out.append(phase, style=PHASE_STYLES.get(phase, ""))
-    out.append(f" — {d.cause.value}", style="bold red" if d.stuck else "bold")
+    if d.cause.value != phase:
+        out.append(f" — {d.cause.value}", style="bold red" if d.stuck else "bold")
     out.append(f"\n{d.summary}\n")
     for fact in d.facts:
         out.append(f"  • {fact}\n")

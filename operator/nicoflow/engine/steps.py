@@ -349,6 +349,7 @@ def _run(
     """Work on the current action; True when it is finished for this batch."""
     name = action.name
     now = ctx.now
+    st.action_name = name.value  # for people: `kubectl flow status` and `why` show it
     if st.action_started_at is None:
         st.action_started_at = now
     timeout = action.timeout_seconds()
