@@ -543,7 +543,7 @@ async def test_rule_batch_overwrite_is_all_or_nothing(api: Api, tmp_path: Path) 
     tag = api.tag
     one_step = "[{component_type: compute, stage: 1, main_operation: {name: PowerControl}}]"
     two_steps = (
-        "[{component_type: powershelf, stage: 1, main_operation: {name: PowerControl}},"
+        "[{component_type: nvswitch, stage: 1, main_operation: {name: PowerControl}},"
         " {component_type: compute, stage: 2, main_operation: {name: PowerControl}}]"
     )
     first = tmp_path / "first.yaml"
