@@ -195,7 +195,8 @@ def test_transient_core_errors_do_not_fail_tasks(env: Env) -> None:
     start = env.last_seq()
     log_from = len(env.operator_log())
     try:
-        ts = env.run("errors-restart", "restart", racks, timeout=180)
+        # a wait, not a bound: retries back off, and a loaded machine took 3 min
+        ts = env.run("errors-restart", "restart", racks, timeout=600)
     finally:
         env.control.replace_faults({})
     until = env.last_seq()
